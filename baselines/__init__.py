@@ -1,0 +1,1 @@
+"""Comparison models, one file each; registered in mmkgbench/models/__init__.py."""

@@ -1,0 +1,71 @@
+"""TuckER (Balažević et al., EMNLP 2019, "TuckER: Tensor Factorization for Knowledge Graph
+Completion"). f(h, r, t) = (W x_1 w_r x_2 e_h) . e_t with a core W of shape (d_r, d_e, d_e).
+
+The recipe of the paper's code (methods.md §1.5/§3.1): x = Dropout_0.3(BN0(e_h));
+W_r = reshape(w_r W) of shape (d_e, d_e), Dropout_0.4(W_r); y = Dropout_0.5(BN1(x W_r));
+scores y . e_t for every candidate. We return logits; the sigmoid belongs to the BCE loss
+(anchors.md §7.2). Reference implementation read for conventions: ibalazevic/TuckER.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mmkgbench.model import KGEModel, ModelInputs, init_
+
+
+@dataclass(frozen=True)
+class TuckERConfig:
+    entity_dim: int = 200          # d_e = 200, TuckER paper defaults (methods.md §3.2)
+    relation_dim: int = 200        # d_r = 200, TuckER paper defaults (methods.md §3.2)
+    input_dropout: float = 0.3     # on BN0(e_h), TuckER paper defaults (methods.md §1.5)
+    hidden_dropout1: float = 0.4   # on the core slice W_r, TuckER paper defaults
+    hidden_dropout2: float = 0.5   # on BN1(x W_r), TuckER paper defaults
+
+
+class TuckER(KGEModel):
+    """TuckER. score_t: (B,) x (B,) -> (B, E) logits, higher is better.
+
+    BN0 and BN1 are BatchNorm1d(d_e): in train mode scores depend on the batch, in eval mode
+    they are a fixed affine map and score_hrt agrees with score_t.
+    """
+
+    Config = TuckERConfig
+    train_defaults = dict(regime="kvsall", optimizer="adam", lr=5e-4, batch_size=128,
+                          label_smoothing=0.1, lr_decay=1.0, max_epochs=500)
+    citation = "Balažević et al. 2019 (EMNLP), arXiv:1901.09590"
+
+    def __init__(self, cfg: TuckERConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
+        super().__init__(cfg, inputs, generator)
+        d_e, d_r = cfg.entity_dim, cfg.relation_dim
+        self.entity = nn.Parameter(torch.empty(inputs.num_entities, d_e))
+        self.relation = nn.Parameter(torch.empty(inputs.num_relations, d_r))
+        self.core = nn.Parameter(torch.empty(d_r, d_e, d_e))
+        init_(self.entity, "xavier_normal", generator)
+        init_(self.relation, "xavier_normal", generator)
+        init_(self.core, "uniform", generator, a=-1.0, b=1.0)   # uniform(-1, 1) as in the original
+        self.bn0 = nn.BatchNorm1d(d_e)
+        self.bn1 = nn.BatchNorm1d(d_e)
+        self.input_dropout = nn.Dropout(cfg.input_dropout)
+        self.hidden_dropout1 = nn.Dropout(cfg.hidden_dropout1)
+        self.hidden_dropout2 = nn.Dropout(cfg.hidden_dropout2)
+
+    def _query(self, h: Tensor, r: Tensor) -> Tensor:
+        """The contracted query W x_1 w_r x_2 e_h after BN1 and dropout: (B, d_e)."""
+        d_e = self.cfg.entity_dim
+        x = self.input_dropout(self.bn0(self.entity[h]))               # (B, d_e)
+        # Core slice per query; materialised (B, d_e, d_e) because dropout acts on it.
+        w_r = (self.relation[r] @ self.core.reshape(self.cfg.relation_dim, -1)).reshape(-1, d_e, d_e)
+        y = torch.bmm(x[:, None], self.hidden_dropout1(w_r))[:, 0]     # (B, d_e): sum_i x_i W_r[i, :]
+        return self.hidden_dropout2(self.bn1(y))
+
+    def score_t(self, h: Tensor, r: Tensor) -> Tensor:
+        return self._query(h, r) @ self.entity.t()
+
+    def score_hrt(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        y = self._query(h, r)                                          # (B, d_e)
+        if t.dim() == 1:
+            return (y * self.entity[t]).sum(-1)
+        return torch.einsum("bd,bnd->bn", y, self.entity[t])

@@ -1,0 +1,110 @@
+"""The mmkgbench command line (`python run_bench.py ...` or the `mmkgbench` console script).
+
+    python run_bench.py                       # the default comparison: run --grid default, then report
+    python run_bench.py run --grid smoke      # any grid (a name in scenarios/ or a path); resumes
+    python run_bench.py run --set tucker.lr=1e-3 --set train.max_epochs=20
+    python run_bench.py list                  # models, scenarios, data sets, grids
+    python run_bench.py report [--grid NAME]  # Markdown tables from results/, without training
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+def _grid_run_ids(grid, log=None) -> set[str]:
+    from mmkgbench.datasets import load_dataset
+    from mmkgbench.run import resolve, run_id_of
+    cache, ids = {}, set()
+    for cell in grid.cells:
+        key = repr(cell.dataset)
+        if key not in cache:
+            cache[key] = load_dataset(cell.dataset_spec, base=grid.path.parent if grid.path else None)
+        ids.add(run_id_of(resolve(cell, cache[key])))
+    return ids
+
+
+def cmd_run(args) -> int:
+    from mmkgbench.run import load_grid, pick_device, run_grid
+    grid = load_grid(args.grid, sets=args.set or [])
+    device = pick_device(args.device)
+    print(f"grid {grid.name}: {len(grid.cells)} runs on {device}; results in {args.results}/")
+    if args.dry_run:
+        for c in grid.cells:
+            print("  " + c.label())
+        return 0
+    out = run_grid(grid, args.results, device=device, progress=not args.no_progress)
+    print(f"\n{len(out['done'])} run(s) done, {len(out['skipped'])} already stored, {len(out['failed'])} failed")
+    for label, err in out["failed"]:
+        print(f"  FAILED {label}: {err}")
+    if args.report:
+        args.grid_filter = grid
+        cmd_report(args)
+    return 1 if out["failed"] else 0
+
+
+def cmd_report(args) -> int:
+    from mmkgbench.report import markdown_table
+    from mmkgbench.results import load_rows
+    grid = getattr(args, "grid_filter", None)
+    if grid is None and getattr(args, "grid", None):
+        from mmkgbench.run import load_grid
+        grid = load_grid(args.grid)
+    rows = load_rows(args.results, run_ids=_grid_run_ids(grid) if grid is not None else None)
+    if rows.empty:
+        print(f"no stored results under {args.results}/" + (f" for grid {grid.name}" if grid else ""))
+        return 1
+    print()
+    print(markdown_table(rows, split=args.split))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from mmkgbench.datasets import DATASETS
+    from mmkgbench.models import MODELS
+    from mmkgbench.run import GRID_DIR
+    from mmkgbench.scenarios import SCENARIOS
+    print("models:")
+    for key, cls in MODELS.items():
+        cfg = ", ".join(f"{f.name}={f.default!r}" for f in fields(cls.Config))
+        regime = cls.train_defaults.get("regime", "kvsall")
+        print(f"  {key:<10} {cls.__name__:<9} [{regime}] {cls.citation}\n             {cfg}")
+    print("scenarios:")
+    for key, sc in SCENARIOS.items():
+        print(f"  {key:<10} v{sc.version}  {sc.doc}")
+    print("data sets (or any folder in the MoMoK or OpenKE layout):")
+    for key in DATASETS:
+        print(f"  {key}")
+    print(f"grids ({GRID_DIR}):")
+    for p in sorted(GRID_DIR.glob("*.toml")):
+        print(f"  {p.stem}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="run_bench.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    sub = parser.add_subparsers(dest="cmd")
+    p_run = sub.add_parser("run", help="run a grid (resumes: stored runs are skipped)")
+    p_run.add_argument("--grid", default="default", help="grid name in scenarios/ or a TOML path (default: default)")
+    p_run.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override a setting: MODEL.KEY (model or training key), train.KEY or eval.KEY")
+    p_run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p_run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_run.add_argument("--dry-run", action="store_true", help="list the runs without training")
+    p_run.add_argument("--no-report", dest="report", action="store_false", help="skip the report at the end")
+    p_run.add_argument("--split", default="test", choices=["test", "valid"], help=argparse.SUPPRESS)
+    p_rep = sub.add_parser("report", help="Markdown tables (mean ± std over seeds) from stored results")
+    p_rep.add_argument("--grid", default=None, help="only the runs of this grid")
+    p_rep.add_argument("--split", default="test", choices=["test", "valid"])
+    sub.add_parser("list", help="registered models, scenarios, data sets and grids")
+    args = parser.parse_args(argv)
+    if args.cmd is None:                 # the default comparison
+        args = parser.parse_args(["--results", args.results, "run"])
+    try:
+        return {"run": cmd_run, "report": cmd_report, "list": cmd_list}[args.cmd](args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

@@ -1,0 +1,127 @@
+"""What every model in the harness is: a config dataclass plus an `nn.Module` with `score_t`.
+
+The contract (checked for every registry entry by tests/test_models.py):
+
+* `score_t(h, r) -> (B, E)`: scores of all candidate tails for the queries (h, r, ?), h and r int64
+  of shape (B,). Higher is better. These are *logits* (no sigmoid): ranking on saturated
+  probabilities creates artificial ties (anchors.md §7.2).
+* `score_hrt(h, r, t) -> t.shape`: the same scores for given tails, t of shape (B,) or (B, n).
+  The default gathers from `score_t`; models override it with a per-triple formula, and the
+  conformance test checks that the two agree.
+* Head queries never reach a model as such: the runner asks (t, r + R, ?) through reciprocal
+  relations, so `num_relations` passed to a model is already 2R.
+* Models never choose a device or touch the global RNG: parameters are initialised from the
+  `torch.Generator` passed in, on the CPU; the runner moves the module.
+
+Class attributes a model declares:
+    Config          its frozen config dataclass (model hyper-parameters only)
+    train_defaults  training settings from the literature (keys of mmkgbench.train.TrainConfig)
+    modalities      which feature modalities it reads ("*" = all the data has; () = none)
+    citation        paper and reference implementation, shown by `run_bench.py list`
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a model may know about the data: sizes, and features of the modalities it reads.
+
+    num_relations counts reciprocal relations (2R). features: modality -> float32 (E, d_m);
+    present: modality -> bool (E,). Both only hold the modalities the model asked for.
+    """
+
+    num_entities: int
+    num_relations: int
+    features: dict[str, Tensor] = field(default_factory=dict)
+    present: dict[str, Tensor] = field(default_factory=dict)
+
+
+class KGEModel(nn.Module):
+    """Base class: stores sizes; subclasses define `score_t` (and usually `score_hrt`).
+
+    Constructor of every model: `Model(cfg: Model.Config, inputs: ModelInputs, generator)`.
+    """
+
+    Config: type = None
+    train_defaults: dict = {}
+    modalities: tuple[str, ...] = ()
+    citation: str = ""
+
+    def __init__(self, cfg, inputs: ModelInputs, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.num_entities = inputs.num_entities
+        self.num_relations = inputs.num_relations
+
+    def score_hrt(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        """Scores for given tails: h, r (B,); t (B,) or (B, n) -> same shape as t."""
+        s = self.score_t(h, r)
+        if t.dim() == 1:
+            return s.gather(1, t[:, None])[:, 0]
+        return s.gather(1, t)
+
+    def penalty(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
+        """Regularisation term for a training batch (already weighted); 0 unless a model adds one."""
+        return torch.zeros((), device=h.device)
+
+
+def init_(tensor: Tensor, kind: str, generator: torch.Generator, **kw) -> Tensor:
+    """Initialise `tensor` in place from `generator` (never the global RNG).
+
+    kind: "xavier_normal" | "xavier_uniform" | "normal" (kw std) | "uniform" (kw a, b).
+    """
+    with torch.no_grad():
+        if kind == "xavier_normal":
+            return nn.init.xavier_normal_(tensor, generator=generator)
+        if kind == "xavier_uniform":
+            return nn.init.xavier_uniform_(tensor, generator=generator)
+        if kind == "normal":
+            return nn.init.normal_(tensor, 0.0, kw.get("std", 1.0), generator=generator)
+        if kind == "uniform":
+            return nn.init.uniform_(tensor, kw["a"], kw["b"], generator=generator)
+    raise ValueError(f"unknown init {kind!r}")
+
+
+# Distance models (TransE-L1, RotatE, PairRE) have no GEMM form for 1-vs-all scores: they need
+# (B, E, d) elementwise work. Chunking over entities so one (B, chunk, d) block is about 1 MB keeps
+# it in cache: 10x faster than one big block on a 2-core CPU (docs/performance.md) and memory stays
+# bounded. Without autograd the block is updated in place.
+CHUNK_ELEMENTS = 2**18
+
+
+def _chunks(B: int, E: int, d: int):
+    step = max(1, CHUNK_ELEMENTS // max(1, B * d))
+    return (slice(i, i + step) for i in range(0, E, step))
+
+
+def l1_distance_all(q: Tensor, ent: Tensor, scale: Tensor | None = None) -> Tensor:
+    """sum_k |q_bk - scale_bk * ent_ek| for all pairs: q (B, d), ent (E, d), scale (B, d) -> (B, E)."""
+    B, d = q.shape
+    inplace = not (torch.is_grad_enabled() and (q.requires_grad or ent.requires_grad))
+    out = []
+    for sl in _chunks(B, len(ent), d):
+        t = ent[None, sl] if scale is None else ent[None, sl] * scale[:, None]
+        diff = torch.sub(q[:, None], t)
+        out.append((diff.abs_() if inplace else diff.abs()).sum(-1))
+    return torch.cat(out, 1)
+
+
+def modulus_distance_all(q_re: Tensor, q_im: Tensor, t_re: Tensor, t_im: Tensor) -> Tensor:
+    """sum_k |q_bk - t_ek| over complex dims for all pairs: q (B, d) and t (E, d) as re/im parts -> (B, E)."""
+    B, d = q_re.shape
+    grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q_re, q_im, t_re, t_im))
+    out = []
+    for sl in _chunks(B, len(t_re), d):
+        if grad:
+            # complex abs: its gradient at a zero difference is 0, where sqrt(x^2 + y^2) gives NaN
+            diff = torch.complex(q_re[:, None] - t_re[None, sl], q_im[:, None] - t_im[None, sl])
+            out.append(diff.abs().sum(-1))
+        else:
+            dr = torch.sub(q_re[:, None], t_re[None, sl]).square_()
+            out.append(dr.add_(torch.sub(q_im[:, None], t_im[None, sl]).square_()).sqrt_().sum(-1))
+    return torch.cat(out, 1)

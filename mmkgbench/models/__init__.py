@@ -1,0 +1,32 @@
+"""The model registry: a literal dict from registry key to model class.
+
+Adding a model is one file (a config dataclass and a `KGEModel` subclass, see `base.py`) and one
+line here. Keys are lower snake_case; `get_model` lists the valid ones when a name is unknown.
+"""
+from __future__ import annotations
+
+from baselines.complex import ComplEx
+from baselines.distmult import DistMult
+from baselines.pairre import PairRE
+from baselines.rotate import RotatE
+from baselines.transe import TransE
+from baselines.tucker import TuckER
+from mmkgbench.model import KGEModel, ModelInputs
+from mmkgbench.registry import lookup
+
+MODELS: dict[str, type[KGEModel]] = {
+    "transe": TransE,
+    "distmult": DistMult,
+    "complex": ComplEx,
+    "rotate": RotatE,
+    "pairre": PairRE,
+    "tucker": TuckER,
+}
+
+
+def get_model(name: str) -> type[KGEModel]:
+    """The model class registered as `name` (case and '-' insensitive)."""
+    return lookup(MODELS, name, "model")
+
+
+__all__ = ["MODELS", "KGEModel", "ModelInputs", "get_model"]

@@ -1,0 +1,180 @@
+"""Filtered ranks from scores, and metrics from ranks. No model is ever seen here.
+
+Tie policy (Sun et al., ACL 2020; PyKEEN's rank types; LibKGE's tie discussion): with candidate
+scores s and the target's score s*,
+
+    optimistic  = 1 + #{c : s_c >  s*}       (ties resolved in the target's favour)
+    pessimistic = 1 + #{c != target : s_c >= s*}  (ties resolved against it)
+    realistic   = (optimistic + pessimistic) / 2  (the expected rank under a random tie order)
+
+`realistic` is what every metric reports; the other two are kept per query, because a gap
+between them flags models that emit constant or saturated scores.
+
+Filtering ("filtered setting", Bordes et al. 2013): every other known true answer of the same
+query is removed by setting its score to -inf, so it neither beats nor ties the target. Using -inf
+rather than 0 (MoMoK) or -1e6 (kbc) is correct for every score range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Per-query ranks, 1-based, each of shape (B,): optimistic and pessimistic int64, realistic float64."""
+
+    optimistic: Tensor
+    pessimistic: Tensor
+
+    @property
+    def realistic(self) -> Tensor:
+        return (self.optimistic + self.pessimistic).double() / 2
+
+
+def ranks(scores: Tensor, target: Tensor, known: Tensor | None = None) -> Ranks:
+    """Filtered ranks of `target` among all candidates: the reference implementation.
+
+    scores: (B, E) float, higher is better; target: (B,) int64 in [0, E);
+    known: optional (B, E) bool, other true answers to filter (a set target bit is ignored).
+    Pure: `scores` is not modified. The evaluator's fast path (`count_ranks`) is tested against it.
+    """
+    scores = scores.clone()
+    ar = torch.arange(len(target), device=scores.device)
+    s_target = scores[ar, target]
+    if known is not None:
+        scores[known] = float("-inf")
+    scores[ar, target] = float("-inf")        # the target never competes with itself
+    better = (scores > s_target[:, None]).sum(1)
+    tied = (scores == s_target[:, None]).sum(1)
+    return Ranks(optimistic=1 + better, pessimistic=1 + better + tied)
+
+
+def _count(scores: Tensor, s_target: Tensor) -> tuple[Tensor, Tensor]:
+    """(#scores > s*, #scores >= s*) per row, as int32: (B, E), (B, 1) -> (B,), (B,)."""
+    return (scores > s_target).sum(1, dtype=torch.int32), (scores >= s_target).sum(1, dtype=torch.int32)
+
+
+_compiled = {}
+
+
+def _count_fn(compile: bool):
+    """The counting kernel: eager, or fused into one pass over the scores by torch.compile.
+
+    Both count exactly (comparisons and integer sums), so they give identical ranks; the compiled
+    kernel reads the (B, E) block once instead of twice (docs/performance.md). If compilation
+    fails (no C++ compiler, unsupported platform), the eager kernel is used.
+    """
+    if not compile:
+        return _count
+    if "fn" not in _compiled:
+        _compiled["fn"] = torch.compile(_count, dynamic=True)
+    return _compiled["fn"]
+
+
+def count_ranks(scores: Tensor, target: Tensor, *, compile: bool = False) -> Ranks:
+    """Ranks of `target` in already-filtered scores (the fast path used by the evaluator).
+
+    scores: (B, E) float32 in which every other known answer is -inf and the target keeps its
+    score; target: (B,). Raises ValueError if a target score is not finite, since a NaN or inf
+    target cannot be ranked meaningfully.
+    """
+    ar = torch.arange(len(target), device=scores.device)
+    s_target = scores[ar, target]
+    if not torch.isfinite(s_target).all():
+        bad = int((~torch.isfinite(s_target)).nonzero()[0, 0])
+        raise ValueError(f"model produced a non-finite score ({float(s_target[bad])}) for the target of query "
+                         f"{bad} in this batch; cannot rank")
+    fn = _count_fn(compile)
+    try:
+        gt, ge = fn(scores, s_target[:, None])
+    except Exception:  # torch.compile unavailable here: fall back to the eager kernel, same counts
+        if not compile:
+            raise
+        _compiled["fn"] = _count
+        gt, ge = _count(scores, s_target[:, None])
+    # `ge` counts the target itself, so it is already the pessimistic rank.
+    return Ranks(optimistic=gt.long() + 1, pessimistic=ge.long())
+
+
+def metrics(ranks: np.ndarray, ks=(1, 3, 10)) -> dict[str, float]:
+    """MRR, MR and Hits@k from ranks of shape (n,) (realistic ranks, 1-based; n > 0)."""
+    r = np.asarray(ranks, dtype=np.float64)
+    if r.size == 0:
+        raise ValueError("no ranks to summarise (empty split?)")
+    out = {"mrr": float(np.mean(1.0 / r)), "mr": float(np.mean(r))}
+    for k in ks:
+        out[f"hits@{k}"] = float(np.mean(r <= k))
+    return out
+
+
+class KnownAnswers:
+    """CSR index of all true answers per (entity, relation) query, reciprocal relations included.
+
+    Built from triples (n, 3) as (h, r, t) with R relations: (h, r) -> t and (t, r + R) -> h.
+    Query key = e * 2R + r. `keys` (K,) sorted unique keys, `ptr` (K + 1,) offsets into `answers`
+    (A,), each key's answers sorted and unique. Memory is O(#known answers), never
+    O(#queries x E) (anchors.md §1.5: the dense broadcast filter is what made PyKEEN's older
+    evaluator run out of memory).
+    """
+
+    def __init__(self, triples: np.ndarray, num_relations: int, sources: tuple[str, ...] = ()):
+        t = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
+        R2 = 2 * num_relations
+        key = np.concatenate([t[:, 0] * R2 + t[:, 1], t[:, 2] * R2 + t[:, 1] + num_relations])
+        ans = np.concatenate([t[:, 2], t[:, 0]])
+        pairs = np.unique(np.stack([key, ans], 1), axis=0) if len(key) else np.zeros((0, 2), np.int64)
+        keys, starts = np.unique(pairs[:, 0], return_index=True)
+        self.num_relations = num_relations
+        self.sources = sources
+        self.keys = torch.from_numpy(keys)
+        self.ptr = torch.from_numpy(np.append(starts, len(pairs)).astype(np.int64))
+        self.answers = torch.from_numpy(np.ascontiguousarray(pairs[:, 1]))
+
+    def to(self, device) -> "KnownAnswers":
+        self.keys, self.ptr, self.answers = (x.to(device) for x in (self.keys, self.ptr, self.answers))
+        return self
+
+    def lookup(self, e: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        """Known answers of queries (e, r), e/r (B,), r already in [0, 2R).
+
+        Returns (rows, cols), int64 of equal length: cols[i] is a known answer of query rows[i].
+        """
+        if len(self.keys) == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=e.device)
+            return empty, empty
+        q = e * (2 * self.num_relations) + r
+        idx = torch.searchsorted(self.keys, q).clamp_(max=len(self.keys) - 1)
+        found = self.keys[idx] == q
+        start = self.ptr[idx]
+        count = torch.where(found, self.ptr[idx + 1] - start, torch.zeros_like(start))
+        rows = torch.repeat_interleave(torch.arange(len(q), device=q.device), count)
+        first = torch.repeat_interleave(start - (torch.cumsum(count, 0) - count), count)
+        cols = self.answers[first + torch.arange(len(rows), device=q.device)]
+        return rows, cols
+
+    def mask(self, e: Tensor, r: Tensor, E: int) -> Tensor:
+        """Dense (B, E) bool mask of known answers: for tests and small inputs only."""
+        rows, cols = self.lookup(e, r)
+        m = torch.zeros(len(e), E, dtype=torch.bool, device=e.device)
+        m[rows, cols] = True
+        return m
+
+
+def filter_(scores: Tensor, target: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Set every known answer except the target to -inf, in place; returns per-query candidate counts.
+
+    scores: (B, E); target: (B,); rows/cols from `KnownAnswers.lookup`. The count (B,) is the
+    number of candidates left besides the target's competitors, i.e. E minus filtered answers.
+    """
+    ar = torch.arange(len(target), device=scores.device)
+    s_target = scores[ar, target].clone()
+    scores[rows, cols] = float("-inf")
+    scores[ar, target] = s_target
+    not_target = cols != target[rows]
+    filtered = torch.zeros(len(target), dtype=torch.long, device=scores.device)
+    filtered.index_add_(0, rows, not_target.long())
+    return scores.shape[1] - filtered

@@ -1,0 +1,64 @@
+"""Tables from stored result rows: pure functions of the results frame (nothing is trained here)."""
+from __future__ import annotations
+
+import pandas as pd
+from tabulate import tabulate
+
+from mmkgbench.models import MODELS
+
+METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
+LABELS = {"mrr": "MRR", "mr": "MR", "hits@1": "H@1", "hits@3": "H@3", "hits@10": "H@10"}
+
+
+def summarise(rows: pd.DataFrame, *, split: str = "test", side: str = "both", metrics=METRICS) -> pd.DataFrame:
+    """Mean, sample std (ddof=1) and seed count per (dataset, scenario, level, model, metric).
+
+    rows: tidy result rows (mmkgbench.results.ROW_COLUMNS). Returns one row per group with
+    columns mean, std (NaN for a single seed), n_seeds.
+    """
+    sel = rows[(rows["split"] == split) & (rows["side"] == side) & rows["metric"].isin(metrics)]
+    keys = ["dataset", "scenario", "level", "model", "metric"]
+    g = sel.groupby(keys, sort=False)["value"]
+    out = g.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"), n_seeds="count")
+    return out.reset_index()
+
+
+def _model_order(names) -> list[str]:
+    """Registry order first (deterministic tables), then anything else alphabetically."""
+    reg = [m for m in MODELS if m in set(names)]
+    return reg + sorted(set(names) - set(reg))
+
+
+def markdown_table(rows: pd.DataFrame, *, split: str = "test", metrics=METRICS, scale: float = 100.0,
+                   decimals: int = 2) -> str:
+    """GitHub Markdown tables, one per (dataset, scenario, level): models x metrics, mean ± std over seeds.
+
+    Values are multiplied by `scale` (x100, as MMKGC papers print them); MR is never scaled.
+    The best mean per column is bold.
+    """
+    summ = summarise(rows, split=split, metrics=metrics)
+    if summ.empty:
+        return f"(no {split} results)"
+    parts = []
+    for (dataset, scenario, level), block in summ.groupby(["dataset", "scenario", "level"], sort=True):
+        models = _model_order(block["model"].unique())
+        table, seeds = [], {}
+        best = {m: block[block["metric"] == m]["mean"].agg("min" if m == "mr" else "max") for m in metrics}
+        for model in models:
+            line = [model]
+            for metric in metrics:
+                hit = block[(block["model"] == model) & (block["metric"] == metric)]
+                if hit.empty:
+                    line.append("–")
+                    continue
+                mean, std, n = hit.iloc[0][["mean", "std", "n_seeds"]]
+                seeds[model] = int(n)
+                k = 1.0 if metric == "mr" else scale
+                cell = f"{mean * k:.{decimals}f}" + ("" if pd.isna(std) else f" ± {std * k:.{decimals}f}")
+                line.append(f"**{cell}**" if mean == best[metric] else cell)
+            line.append(seeds.get(model, 0))
+            table.append(line)
+        head = ["model"] + [LABELS.get(m, m) for m in metrics] + ["seeds"]
+        title = f"**{dataset}**, {scenario} (level {level:g}), {split}, filtered, realistic ranks"
+        parts.append(title + "\n\n" + tabulate(table, headers=head, tablefmt="github", disable_numparse=True))
+    return "\n\n".join(parts)

@@ -1,0 +1,138 @@
+"""Results on disk: one folder per finished run, written atomically, read back as tidy frames.
+
+    results/runs/<run_id>/config.json      the resolved config (its hash is the run id) + provenance
+    results/runs/<run_id>/rows.csv         tidy long rows: one per split x side x metric
+    results/runs/<run_id>/per_query.csv.gz one row per evaluated query (valid and test)
+    results/runs/<run_id>/history.csv      one row per epoch: loss, lr, valid metrics when evaluated
+    results/failed/<run_id>.json           the error of a run that failed (removed once it succeeds)
+
+A run is written into a hidden temporary folder and renamed into place in one step, so a run
+folder either holds all its files or does not exist: a killed run leaves nothing a report reads.
+Runs are never rewritten; reading = concatenating all run folders.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+ROW_COLUMNS = ["run_id", "model", "dataset", "scenario", "scenario_version", "level", "seed", "split", "side",
+               "metric", "value", "source", "protocol", "filter", "selection", "best_epoch", "epochs",
+               "dataset_fingerprint", "code_version", "device", "started_at", "wall_s", "train_s", "config_json"]
+
+
+def runs_dir(root) -> Path:
+    return Path(root) / "runs"
+
+
+def is_done(root, run_id: str) -> bool:
+    return (runs_dir(root) / run_id / "rows.csv").is_file()
+
+
+def _fsync_dir(path: Path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd.DataFrame,
+              history: pd.DataFrame) -> Path:
+    """Write one finished run atomically; returns its folder. An existing run is left untouched."""
+    final = runs_dir(root) / run_id
+    tmp = runs_dir(root) / f".tmp-{run_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+        rows.to_csv(tmp / "rows.csv", index=False)
+        per_query.to_csv(tmp / "per_query.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
+        history.to_csv(tmp / "history.csv", index=False)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        try:
+            os.rename(tmp, final)            # atomic; fails if another process finished the same run first
+        except OSError:
+            if not is_done(root, run_id):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        _fsync_dir(runs_dir(root))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    failed = Path(root) / "failed" / f"{run_id}.json"
+    failed.unlink(missing_ok=True)
+    return final
+
+
+def write_failure(root, run_id: str, info: dict) -> Path:
+    """Record why a run failed (atomically); it is retried by the next `run`."""
+    d = Path(root) / "failed"
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{run_id}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, d / f"{run_id}.json")
+    return d / f"{run_id}.json"
+
+
+def clean_stale(root) -> list[Path]:
+    """Remove temporary folders left by killed processes (their pid no longer runs)."""
+    removed = []
+    d = runs_dir(root)
+    if not d.is_dir():
+        return removed
+    for p in d.glob(".tmp-*"):
+        try:
+            pid = int(p.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def load_rows(root, run_ids=None) -> pd.DataFrame:
+    """All result rows under `root` (optionally only `run_ids`) as one frame with ROW_COLUMNS."""
+    d = runs_dir(root)
+    frames = []
+    if d.is_dir():
+        for p in sorted(d.iterdir()):
+            if p.name.startswith(".") or not (p / "rows.csv").is_file():
+                continue
+            if run_ids is not None and p.name not in run_ids:
+                continue
+            frames.append(pd.read_csv(p / "rows.csv", keep_default_na=False, na_values=[""]))
+    if not frames:
+        return pd.DataFrame(columns=ROW_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_per_query(root, run_id: str) -> pd.DataFrame:
+    """Per-query ranks of one run: split, query_id, h, r, t, side, rank_opt, rank_pess, rank_real, n_cand."""
+    return pd.read_csv(runs_dir(root) / run_id / "per_query.csv.gz")
+
+
+def load_config(root, run_id: str) -> dict:
+    return json.loads((runs_dir(root) / run_id / "config.json").read_text())

@@ -1,0 +1,364 @@
+"""Grids, cells and runs: from a TOML grid file to stored results, resumable.
+
+A grid file (see scenarios/*.toml) names models x datasets x scenarios(levels) x seeds, plus
+settings for all runs ([train], [eval]) and per-model overrides ([overrides.<model>]) whose keys
+are fields of the model's config dataclass or of `TrainConfig`. Each combination is a `Cell`;
+resolving a cell gives the full config (every default filled in), whose hash is the run id, so
+a grid that is started again skips what is done, and a changed setting is a new run.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import mmkgbench
+from mmkgbench.data import MMKG
+from mmkgbench.datasets import dataset_label, load_dataset
+from mmkgbench.evaluate import EvalConfig, evaluate
+from mmkgbench.model import ModelInputs
+from mmkgbench.models import MODELS, get_model
+from mmkgbench.ranking import KnownAnswers
+from mmkgbench.registry import normalise
+from mmkgbench.results import ROW_COLUMNS, clean_stale, is_done, write_failure, write_run
+from mmkgbench.scenarios import apply as apply_scenario
+from mmkgbench.scenarios import get_scenario
+from mmkgbench.train import TrainConfig, train
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# Bump when the evaluation protocol or the result schema changes: part of every run id.
+PROTOCOL = "harness-v1"
+GRID_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+GRID_KEYS = {"name", "description", "models", "datasets", "seeds", "scenarios", "train", "eval", "overrides"}
+
+
+class GridError(ValueError):
+    """A grid file that cannot be run; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a grid: a model on a data set under a scenario level with a seed."""
+
+    model: str
+    dataset: object            # str or a frozen tuple of items (a table in the grid)
+    scenario: str
+    level: float
+    seed: int
+    model_overrides: tuple = ()
+    train_overrides: tuple = ()
+    eval_overrides: tuple = ()
+
+    @property
+    def dataset_spec(self):
+        return dict(self.dataset) if isinstance(self.dataset, tuple) else self.dataset
+
+    def label(self) -> str:
+        return (f"{self.model} | {dataset_label(self.dataset_spec)} | {self.scenario}@{self.level:g} | "
+                f"seed {self.seed}")
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    path: Path | None
+    cells: tuple[Cell, ...]
+    description: str = ""
+
+
+def _field_types(cls) -> dict[str, object]:
+    return {f.name: f.default for f in fields(cls)}
+
+
+def _check_value(where: str, key: str, value, default):
+    """Type-check an override against the dataclass default's type (int is accepted for float)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise GridError(f"{where}: {key} = {value!r} has type {type(value).__name__}, expected "
+                        f"{type(default).__name__} (default {default!r})")
+    return tuple(value) if isinstance(default, tuple) else (float(value) if isinstance(default, float) else value)
+
+
+def split_overrides(model: str, overrides: dict, where: str) -> tuple[dict, dict]:
+    """Split a model's overrides into model-config and training-config keys, validating each."""
+    cls = get_model(model)
+    mfields, tfields = _field_types(cls.Config), _field_types(TrainConfig)
+    m, t = {}, {}
+    for key, value in overrides.items():
+        if key in mfields:
+            m[key] = _check_value(where, key, value, mfields[key])
+        elif key in tfields:
+            t[key] = _check_value(where, key, value, tfields[key])
+        else:
+            raise GridError(f"{where}: unknown setting {key!r} for {model}; valid keys: model config "
+                            f"{sorted(mfields)}, training {sorted(tfields)}")
+    return m, t
+
+
+def load_grid(path_or_name, sets: list[str] = ()) -> Grid:
+    """Read and validate a grid file (a path, or a name of a file in scenarios/), applying `--set` overrides."""
+    path = Path(path_or_name)
+    if not path.suffix and not path.exists():
+        path = GRID_DIR / f"{path_or_name}.toml"
+    if not path.is_file():
+        names = sorted(p.stem for p in GRID_DIR.glob("*.toml"))
+        raise GridError(f"grid {path_or_name!r} not found: not a file, and not one of {names}")
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise GridError(f"{path}: invalid TOML: {err}") from None
+    return grid_from_dict(spec, path=path, sets=sets)
+
+
+def _parse_set(item: str) -> tuple[str, str, object]:
+    """'tucker.lr=1e-3' -> ('tucker', 'lr', 0.001); 'train.max_epochs=5' -> ('train', 'max_epochs', 5)."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise GridError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. tucker.lr=1e-3 or train.max_epochs=5")
+    lhs, raw = item.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()                  # a bare word is a string: regime=negative
+    return section.strip(), key.strip(), value
+
+
+def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = ()) -> Grid:
+    where = str(path) if path else "grid"
+    unknown = set(spec) - GRID_KEYS
+    if unknown:
+        raise GridError(f"{where}: unknown top-level keys {sorted(unknown)}; valid: {sorted(GRID_KEYS)}")
+    for key in ("models", "datasets", "seeds"):
+        if not spec.get(key):
+            raise GridError(f"{where}: '{key}' must be a non-empty list")
+    models = [normalise(m) for m in spec["models"]]
+    for m in models:
+        if m not in MODELS:
+            raise GridError(f"{where}: unknown model {m!r}; choose from {sorted(MODELS)}")
+    seeds = spec["seeds"]
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise GridError(f"{where}: seeds must be integers, got {seeds!r}")
+    scenarios = spec.get("scenarios", {"clean": [0.0]})
+    for name, levels in scenarios.items():
+        try:
+            get_scenario(name)
+        except KeyError as err:
+            raise GridError(f"{where}: {err.args[0]}") from None
+        if not isinstance(levels, list) or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in levels):
+            raise GridError(f"{where}: scenarios.{name} must be a list of levels in [0, 1], got {levels!r}")
+    train_all = dict(spec.get("train", {}))
+    eval_all = dict(spec.get("eval", {}))
+    overrides = {normalise(k): dict(v) for k, v in spec.get("overrides", {}).items()}
+    for section, key, value in (_parse_set(s) for s in sets):
+        target = train_all if section == "train" else eval_all if section == "eval" else \
+            overrides.setdefault(normalise(section), {})
+        target[key] = value
+    tfields, efields = _field_types(TrainConfig), _field_types(EvalConfig)
+    for key, value in train_all.items():
+        if key not in tfields:
+            raise GridError(f"{where}: [train] unknown key {key!r}; valid: {sorted(tfields)}")
+        train_all[key] = _check_value(f"{where} [train]", key, value, tfields[key])
+    for key, value in eval_all.items():
+        if key not in efields:
+            raise GridError(f"{where}: [eval] unknown key {key!r}; valid: {sorted(efields)}")
+        eval_all[key] = _check_value(f"{where} [eval]", key, value, efields[key])
+    for m in overrides:
+        if m not in MODELS:
+            raise GridError(f"{where}: [overrides.{m}] names an unknown model; choose from {sorted(MODELS)}")
+    cells = []
+    for dataset in spec["datasets"]:
+        ds = tuple(sorted((k, _freeze(v)) for k, v in dataset.items())) if isinstance(dataset, dict) else dataset
+        for model in models:
+            m_over, t_over = split_overrides(model, overrides.get(model, {}), f"{where} [overrides.{model}]")
+            t_all = {**train_all, **t_over}
+            for scenario, levels in scenarios.items():
+                for level in levels:
+                    for seed in seeds:
+                        cells.append(Cell(model, ds, normalise(scenario), float(level), int(seed),
+                                          tuple(sorted(m_over.items())), tuple(sorted(t_all.items())),
+                                          tuple(sorted(eval_all.items()))))
+    return Grid(name=spec.get("name") or (path.stem if path else "grid"), path=path, cells=tuple(cells),
+                description=spec.get("description", ""))
+
+
+def _freeze(v):
+    return tuple(sorted((k, _freeze(x)) for k, x in v.items())) if isinstance(v, dict) else v
+
+
+def _thaw(v):
+    if isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in v):
+        return {k: _thaw(x) for k, x in v}
+    return v
+
+
+def resolve(cell: Cell, data: MMKG) -> dict:
+    """The full config of a cell: every default filled in. Its canonical JSON hash is the run id."""
+    cls = get_model(cell.model)
+    mcfg = cls.Config(**dict(cell.model_overrides))
+    tcfg = TrainConfig(**{**cls.train_defaults, **dict(cell.train_overrides)})
+    ecfg = EvalConfig(**dict(cell.eval_overrides))
+    spec = _thaw(cell.dataset) if isinstance(cell.dataset, tuple) else cell.dataset
+    sc = get_scenario(cell.scenario)
+    return {"protocol": PROTOCOL, "model": cell.model, "model_config": asdict(mcfg), "train": asdict(tcfg),
+            "eval": asdict(ecfg), "reciprocal": True,
+            "filter": {"test": "train+valid+test",
+                       "valid": "train+valid+test" if ecfg.filter_valid_with_test else "train+valid"},
+            "dataset": {"name": data.name, "spec": spec, "fingerprint": data.fingerprint()},
+            "scenario": {"name": cell.scenario, "level": cell.level, "version": sc.version},
+            "seed": cell.seed}
+
+
+def run_id_of(config: dict) -> str:
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def code_version() -> str:
+    """Package version plus the git commit (with '-dirty' for uncommitted changes) when available."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", ""
+    return f"{mmkgbench.__version__}+{sha}{'-dirty' if dirty else ''}" if sha else mmkgbench.__version__
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """Chosen once per process: CUDA when present (or asked for), else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    return dev
+
+
+def build_model(cell: Cell, config: dict, data: MMKG):
+    """The model of a cell on the CPU, initialised from a generator derived from the seed."""
+    cls = get_model(cell.model)
+    wanted = data.modalities if cls.modalities == ("*",) else tuple(m for m in cls.modalities if m in data.features)
+    missing = [m for m in cls.modalities if m != "*" and m not in data.features]
+    if missing:
+        raise ValueError(f"{cell.model} needs modalities {missing}, which {data.name} does not have")
+    inputs = ModelInputs(num_entities=data.num_entities, num_relations=2 * data.num_relations,
+                         features={m: torch.from_numpy(np.array(data.features[m])) for m in wanted},
+                         present={m: torch.from_numpy(np.array(data.present[m])) for m in wanted})
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cell.seed, 1]).generate_state(1)[0]))
+    return cls(cls.Config(**config["model_config"]), inputs, gen)
+
+
+def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bool = False) -> tuple[str, dict]:
+    """Train, select on valid, evaluate test once, and store the run. Returns (run_id, config)."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    perturbed = apply_scenario(data, cell.scenario, cell.level, cell.seed)
+    config = resolve(cell, data)
+    rid = run_id_of(config)
+    tcfg, ecfg = TrainConfig(**config["train"]), EvalConfig(**config["eval"])
+    R = perturbed.num_relations
+    # Filters are built from the unperturbed splits: a scenario changes what a model sees, never
+    # which answers count as true.
+    filt_valid = [data.train, data.valid] + ([data.test] if ecfg.filter_valid_with_test else [])
+    known_valid = KnownAnswers(np.concatenate(filt_valid), R).to(device)
+    known_test = KnownAnswers(np.concatenate([data.train, data.valid, data.test]), R).to(device)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cell.seed)            # dropout draws from the global RNG: seed it, scoped to this run
+        model = build_model(cell, config, perturbed).to(device)
+        result = train(model, perturbed.train, R, perturbed.num_entities, tcfg, valid_triples=perturbed.valid,
+                       known_valid=known_valid, eval_cfg=ecfg, device=device, seed=cell.seed, progress=progress,
+                       desc=cell.label())
+        evals = {"valid": evaluate(model, perturbed.valid, known_valid, num_relations=R, cfg=ecfg, device=device),
+                 "test": evaluate(model, perturbed.test, known_test, num_relations=R, cfg=ecfg, device=device)}
+    wall = time.perf_counter() - t0
+    config_json = json.dumps(config, sort_keys=True, default=str)
+    common = {"run_id": rid, "model": cell.model, "dataset": data.name, "scenario": cell.scenario,
+              "scenario_version": config["scenario"]["version"], "level": cell.level, "seed": cell.seed,
+              "source": "bench", "protocol": PROTOCOL, "selection": result.selection["rule"],
+              "best_epoch": result.best_epoch, "epochs": result.epochs,
+              "dataset_fingerprint": config["dataset"]["fingerprint"], "code_version": code_version(),
+              "device": _device_name(device), "started_at": started, "wall_s": round(wall, 3),
+              "train_s": round(result.seconds, 3), "config_json": config_json}
+    rows = [{**common, "split": split, "side": side, "metric": metric, "value": value,
+             "filter": config["filter"][split]}
+            for split, ev in evals.items() for side, ms in ev.metrics.items() for metric, value in ms.items()]
+    per_query = pd.concat([ev.per_query.assign(split=split) for split, ev in evals.items()], ignore_index=True)
+    per_query.insert(0, "run_id", rid)
+    provenance = {"run_id": rid, "config": config, "code_version": common["code_version"],
+                  "device": common["device"], "torch": torch.__version__, "started_at": started,
+                  "wall_s": wall, "train": {k: v for k, v in dataclasses.asdict(result).items() if k != "history"},
+                  "dataset_summary": perturbed.summary()}
+    write_run(root, rid, provenance, pd.DataFrame(rows, columns=ROW_COLUMNS), per_query,
+              pd.DataFrame(result.history))
+    return rid, config
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    import platform
+    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, progress: bool = True,
+             log=print) -> dict:
+    """Run every cell of `grid` not yet stored under `root`. Failed cells are recorded and skipped.
+
+    Returns {"done": [...run ids...], "skipped": [...], "failed": [(cell label, error)]}.
+    """
+    device = device or pick_device()
+    root = Path(root)
+    clean_stale(root)
+    datasets: dict = {}
+    out = {"done": [], "skipped": [], "failed": []}
+    n = len(grid.cells)
+    for i, cell in enumerate(grid.cells, 1):
+        key = repr(cell.dataset)
+        if key not in datasets:
+            datasets[key] = load_dataset(cell.dataset_spec, base=grid.path.parent if grid.path else None)
+        data = datasets[key]
+        rid = run_id_of(resolve(cell, data))
+        if is_done(root, rid):
+            out["skipped"].append(rid)
+            log(f"[{i}/{n}] {cell.label()}: done before ({rid}), skipped")
+            continue
+        log(f"[{i}/{n}] {cell.label()}: running ({rid})")
+        try:
+            run_cell(cell, data, root, device=device, progress=progress)
+            out["done"].append(rid)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # one bad run must not poison the others: record it and go on
+            write_failure(root, rid, {"cell": cell.label(), "error": f"{type(err).__name__}: {err}",
+                                      "traceback": traceback.format_exc()})
+            out["failed"].append((cell.label(), f"{type(err).__name__}: {err}"))
+            log(f"[{i}/{n}] {cell.label()}: FAILED: {type(err).__name__}: {err}")
+    return out

@@ -1,0 +1,241 @@
+"""One training loop for every model, with two regimes and model selection on the validation split.
+
+Regimes (a model declares its default in `train_defaults["regime"]`; a run may override it):
+
+* "kvsall" (1-N scoring; Dettmers et al. 2018, TuckER, MoMoK): a batch is a set of unique
+  (e, r) queries from train, reciprocal relations included; the target is the multi-hot vector of
+  all their train answers, smoothed as y <- (1 - ls) y + 1/E (TuckER's form); loss is binary
+  cross-entropy with logits, averaged over B x E.
+* "negative" (negative sampling; Bordes et al. 2013, Sun et al. 2019): each epoch visits every
+  train triple once, oriented at random as (h, r, t) or (t, r + R, h), so corrupting the tail of
+  the reciprocal triple is corrupting the head of the original (the usual 50/50 head/tail
+  corruption). `num_negatives` tails are drawn uniformly per positive. Losses:
+  "softplus": -log s(f+) - sum_i w_i log s(-f-_i), halved (NativE/RotatE form);
+  "margin":   sum_i w_i max(0, margin - f+ + f-_i).
+  w = softmax(alpha f-) (detached, self-adversarial; Sun et al. 2019), uniform when alpha = 0.
+
+Model selection (the benchmark owns it, house-style §4.4): every `eval_every` epochs the model
+is evaluated on valid (filtered), the best `selection_metric` is kept, training stops after
+`patience` evaluations without improvement, and the best weights are restored. Test is never seen.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmkgbench.evaluate import EvalConfig, evaluate
+from mmkgbench.ranking import KnownAnswers
+
+REGIMES = ("kvsall", "negative")
+LOSSES = ("softplus", "margin")
+OPTIMIZERS = ("adam", "adagrad")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. Defaults here are generic; each model's `train_defaults` overrides them."""
+
+    regime: str = "kvsall"                # "kvsall" | "negative"
+    lr: float = 1e-3
+    optimizer: str = "adam"               # "adam" | "adagrad"
+    weight_decay: float = 0.0
+    lr_decay: float = 1.0                 # ExponentialLR gamma per epoch (1.0 = constant, as MoMoK)
+    batch_size: int = 1024
+    max_epochs: int = 500
+    label_smoothing: float = 0.1          # kvsall: TuckER's 0.1
+    num_negatives: int = 128              # negative: NativE/AdaMF scripts (methods.md §3.2)
+    loss: str = "softplus"                # negative: "softplus" | "margin"
+    margin: float = 1.0                   # negative + "margin" loss
+    adversarial_temperature: float = 0.0  # negative: alpha of self-adversarial weights; 0 = uniform
+    eval_every: int = 10                  # epochs between validation evaluations; 0 = never (keep last)
+    patience: int = 5                     # evaluations without improvement before stopping
+    min_delta: float = 0.0                # improvement needed to count as better
+    selection_metric: str = "mrr"         # metric on valid used to pick the checkpoint
+    amp: bool = False                     # bf16 autocast on CUDA (ignored on CPU); ranking stays fp32
+
+    def __post_init__(self):
+        checks = [(self.regime in REGIMES, f"regime must be one of {REGIMES}, got {self.regime!r}"),
+                  (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
+                  (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+                  (self.lr > 0, "lr must be > 0"), (self.batch_size > 0, "batch_size must be > 0"),
+                  (self.max_epochs > 0, "max_epochs must be > 0"), (self.num_negatives > 0, "num_negatives must be > 0"),
+                  (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+                  (self.eval_every >= 0 and self.patience >= 1, "eval_every must be >= 0 and patience >= 1")]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig: {msg}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the run is abandoned (other runs of a grid go on)."""
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int                      # epoch whose weights were restored (0-based count of epochs done)
+    best_valid: dict[str, float]         # valid metrics (side "both") of that checkpoint; {} if never evaluated
+    epochs: int                          # epochs actually trained
+    stopped_early: bool
+    seconds: float
+    history: list[dict] = field(default_factory=list)   # one dict per epoch: epoch, loss, lr, valid_* when evaluated
+    selection: dict = field(default_factory=dict)
+
+
+def _kvsall_batches(queries: torch.Tensor, gen: torch.Generator, batch_size: int):
+    perm = torch.randperm(len(queries), generator=gen)
+    for i in range(0, len(perm), batch_size):
+        yield queries[perm[i:i + batch_size]]
+
+
+def _kvsall_loss(model, q: torch.Tensor, answers: KnownAnswers, cfg: TrainConfig) -> torch.Tensor:
+    e, r = q[:, 0], q[:, 1]
+    logits = model.score_t(e, r)
+    rows, cols = answers.lookup(e, r)
+    y = torch.zeros_like(logits, dtype=torch.float32)
+    y[rows, cols] = 1.0
+    y = (1.0 - cfg.label_smoothing) * y + 1.0 / logits.shape[1]
+    loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+    return loss + model.penalty(e, r, cols)
+
+
+def _negative_loss(model, hrt: torch.Tensor, negatives: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    h, r, t = hrt[:, 0], hrt[:, 1], hrt[:, 2]
+    pos = model.score_hrt(h, r, t).float()                        # (B,)
+    neg = model.score_hrt(h, r, negatives).float()                # (B, k)
+    if cfg.adversarial_temperature > 0:
+        w = torch.softmax(cfg.adversarial_temperature * neg.detach(), dim=1)
+    else:
+        w = torch.full_like(neg, 1.0 / neg.shape[1])
+    if cfg.loss == "softplus":
+        loss = 0.5 * (F.softplus(-pos).mean() + (w * F.softplus(neg)).sum(1).mean())
+    else:
+        loss = (w * F.relu(cfg.margin - pos[:, None] + neg)).sum(1).mean()
+    return loss + model.penalty(h, r, torch.cat([t[:, None], negatives], 1))
+
+
+def _optimizer(model, cfg: TrainConfig):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train(model, train_triples: np.ndarray, num_relations: int, num_entities: int, cfg: TrainConfig, *,
+          valid_triples: np.ndarray | None = None, known_valid: KnownAnswers | None = None,
+          eval_cfg: EvalConfig = EvalConfig(), device: torch.device | str = "cpu", seed: int = 0,
+          progress: bool = False, desc: str = "") -> TrainResult:
+    """Train `model` (already on `device`) on train triples (n, 3) and restore the best checkpoint.
+
+    num_relations: R of the data (the model was built with 2R). known_valid: the filter for
+    validation ranking. All sampling draws from a CPU generator seeded with `seed`; dropout draws
+    from torch's global RNG, which the caller seeds and scopes (mmkgbench.run does).
+    """
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    triples = torch.from_numpy(np.array(train_triples, dtype=np.int64))  # a writable copy
+    if cfg.regime == "kvsall":
+        answers = KnownAnswers(train_triples, num_relations).to(device)
+        keys = answers.keys.cpu()
+        queries = torch.stack([keys // (2 * num_relations), keys % (2 * num_relations)], 1)
+        n_steps = math.ceil(len(queries) / cfg.batch_size)
+    else:
+        n_steps = math.ceil(len(triples) / cfg.batch_size)
+    optimizer = _optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    autocast = cfg.amp and device.type == "cuda"
+    selecting = cfg.eval_every > 0 and valid_triples is not None and len(valid_triples) > 0
+    best_score, best_state, best_epoch, best_valid = -math.inf, None, 0, {}
+    bad_evals, history, stopped_early = 0, [], False
+    sign = -1.0 if cfg.selection_metric == "mr" else 1.0           # MR: lower is better
+    bar = _progress(cfg.max_epochs, desc, progress)
+    t0 = time.perf_counter()
+    model.train()
+    epoch = 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        total, count = torch.zeros((), device=device), 0
+        if cfg.regime == "kvsall":
+            batches = (q.to(device) for q in _kvsall_batches(queries, gen, cfg.batch_size))
+        else:
+            batches = _negative_batches(triples, num_relations, num_entities, cfg, gen, device)
+        for step, batch in enumerate(batches):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                if cfg.regime == "kvsall":
+                    loss = _kvsall_loss(model, batch, answers, cfg)
+                else:
+                    loss = _negative_loss(model, batch[0], batch[1], cfg)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"{desc or 'run'}: loss became {float(loss.detach())} at epoch {epoch}, "
+                                       f"step {step + 1}/{n_steps}; lower lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(batch[0] if cfg.regime == "negative" else batch)
+            count += len(batch[0] if cfg.regime == "negative" else batch)
+        scheduler.step()
+        row = {"epoch": epoch, "loss": float(total) / max(count, 1), "lr": optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - t0}
+        if selecting and (epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs):
+            res = evaluate(model, valid_triples, known_valid, num_relations=num_relations, cfg=eval_cfg, device=device)
+            m = res.metrics["both"]
+            row.update({f"valid_{k}": v for k, v in m.items()})
+            score = sign * m[cfg.selection_metric]
+            if score > best_score + cfg.min_delta or best_state is None:
+                best_score, best_epoch, best_valid, bad_evals = score, epoch, m, 0
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            else:
+                bad_evals += 1
+        history.append(row)
+        _update(bar, row, best_valid.get(cfg.selection_metric))
+        if selecting and bad_evals >= cfg.patience:
+            stopped_early = True
+            break
+    if bar is not None:
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = epoch
+    selection = {"split": "valid" if selecting else None, "metric": cfg.selection_metric if selecting else None,
+                 "rule": "best valid checkpoint (early stopping)" if selecting else "last epoch",
+                 "eval_every": cfg.eval_every, "patience": cfg.patience, "config": asdict(cfg)}
+    return TrainResult(best_epoch=best_epoch, best_valid=best_valid, epochs=epoch, stopped_early=stopped_early,
+                       seconds=time.perf_counter() - t0, history=history, selection=selection)
+
+
+def _negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, gen: torch.Generator, device):
+    """Shuffled positives, each oriented at random (reciprocal = head corruption), with uniform negative tails."""
+    n = len(triples)
+    perm = torch.randperm(n, generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    for i in range(0, n, cfg.batch_size):
+        idx = perm[i:i + cfg.batch_size]
+        b = triples[idx].clone()
+        f = flip[idx]
+        b[f] = torch.stack([b[f, 2], b[f, 1] + R, b[f, 0]], 1)
+        neg = torch.randint(E, (len(b), cfg.num_negatives), generator=gen)
+        yield b.to(device), neg.to(device)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc or "train", unit="ep", leave=False, dynamic_ncols=True)
+
+
+def _update(bar, row: dict, best):
+    if bar is None:
+        return
+    post = {"loss": f"{row['loss']:.4f}"}
+    if "valid_mrr" in row:
+        post["val_mrr"] = f"{row['valid_mrr']:.4f}"
+    if best is not None:
+        post["best"] = f"{best:.4f}"
+    bar.set_postfix(post, refresh=False)
+    bar.update(1)

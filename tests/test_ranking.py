@@ -1,0 +1,180 @@
+"""Ranks and metrics: hand-made ties, properties, and the fast path against the reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmkgbench.evaluate import EvalConfig, evaluate
+from mmkgbench.ranking import KnownAnswers, count_ranks, filter_, metrics, ranks
+
+NEG_INF = float("-inf")
+
+
+def test_libkge_tie_example():
+    # scores a:10, b:10, c:10, d:11, e:9; target a -> optimistic 2, pessimistic 4, realistic 3
+    scores = torch.tensor([[10.0, 10.0, 10.0, 11.0, 9.0]])
+    rk = ranks(scores, torch.tensor([0]))
+    assert rk.optimistic.tolist() == [2]
+    assert rk.pessimistic.tolist() == [4]
+    assert rk.realistic.tolist() == [3.0]
+
+
+@pytest.mark.parametrize("E", [1, 2, 5, 100])
+def test_all_equal_scores_give_mean_rank(E):
+    rk = ranks(torch.zeros(3, E), torch.tensor([0, E - 1, E // 2]))
+    assert rk.optimistic.tolist() == [1, 1, 1]
+    assert rk.pessimistic.tolist() == [E] * 3
+    assert rk.realistic.tolist() == [(E + 1) / 2] * 3
+
+
+def test_filtering_removes_other_true_answers_only():
+    scores = torch.tensor([[5.0, 9.0, 8.0, 7.0, 1.0]])
+    known = torch.tensor([[False, True, False, True, False]])   # b and d are other true answers
+    assert ranks(scores, torch.tensor([2])).realistic.item() == 2.0        # raw: only b beats c
+    assert ranks(scores, torch.tensor([2]), known).realistic.item() == 1.0  # filtered: b removed
+    # a set target bit is ignored: the target is never filtered away
+    known_t = known.clone()
+    known_t[0, 2] = True
+    assert ranks(scores, torch.tensor([2]), known_t).realistic.item() == 1.0
+    # a filtered candidate tied with the target does not count as a tie either
+    tie = torch.tensor([[3.0, 3.0, 3.0]])
+    assert ranks(tie, torch.tensor([0]), torch.tensor([[False, True, False]])).pessimistic.item() == 2
+
+
+def test_ranks_is_pure():
+    scores = torch.tensor([[1.0, 2.0, 3.0]])
+    before = scores.clone()
+    ranks(scores, torch.tensor([1]), torch.tensor([[True, False, False]]))
+    assert torch.equal(scores, before)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 9), st.integers(0, 2**31 - 1), st.integers(1, 4))
+def test_rank_order_and_permutation_invariance(B, E, seed, levels):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(levels, (B, E), generator=g).float()      # few levels: many ties
+    target = torch.randint(E, (B,), generator=g)
+    known = torch.rand(B, E, generator=g) < 0.3
+    rk = ranks(scores, target, known)
+    assert (rk.optimistic <= rk.realistic).all() and (rk.realistic <= rk.pessimistic).all()
+    assert (rk.optimistic >= 1).all() and (rk.pessimistic <= E).all()
+    perm = torch.randperm(E, generator=g)
+    inv = torch.argsort(perm)
+    rk_p = ranks(scores[:, perm], inv[target], known[:, perm])
+    assert torch.equal(rk.optimistic, rk_p.optimistic) and torch.equal(rk.pessimistic, rk_p.pessimistic)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 8), st.integers(2, 12), st.integers(0, 2**31 - 1))
+def test_fast_path_matches_reference(B, E, seed):
+    """filter_ + count_ranks (the evaluator's path) == ranks with a dense mask."""
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(4, (B, E), generator=g).float()
+    target = torch.randint(E, (B,), generator=g)
+    known = torch.rand(B, E, generator=g) < 0.4
+    ref = ranks(scores, target, known)
+    rows, cols = known.nonzero(as_tuple=True)
+    fast_scores = scores.clone()
+    n_cand = filter_(fast_scores, target, rows, cols)
+    fast = count_ranks(fast_scores, target)
+    assert torch.equal(ref.optimistic, fast.optimistic)
+    assert torch.equal(ref.pessimistic, fast.pessimistic)
+    others = known.clone()
+    others[torch.arange(B), target] = False
+    assert torch.equal(n_cand, E - others.sum(1))
+
+
+def test_count_ranks_rejects_nan_target():
+    with pytest.raises(ValueError, match="non-finite score"):
+        count_ranks(torch.tensor([[float("nan"), 1.0]]), torch.tensor([0]))
+
+
+def test_compiled_counting_kernel_matches_eager():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(5, (33, 257), generator=g).float()
+    target = torch.randint(257, (33,), generator=g)
+    scores[0, :10] = NEG_INF                       # filtered entries
+    target[0] = 100
+    eager = count_ranks(scores, target, compile=False)
+    fused = count_ranks(scores, target, compile=True)
+    assert torch.equal(eager.optimistic, fused.optimistic) and torch.equal(eager.pessimistic, fused.pessimistic)
+
+
+def test_metrics_by_hand():
+    m = metrics(np.array([1.0, 2.0, 4.0, 10.5]), ks=(1, 3, 10))
+    assert m["mrr"] == pytest.approx((1 + 0.5 + 0.25 + 1 / 10.5) / 4)
+    assert m["mr"] == pytest.approx((1 + 2 + 4 + 10.5) / 4)
+    assert m["hits@1"] == 0.25 and m["hits@3"] == 0.5 and m["hits@10"] == 0.75
+    assert metrics(np.array([3.0]), ks=(5,))["hits@5"] == 1.0
+    with pytest.raises(ValueError):
+        metrics(np.array([]))
+
+
+def test_known_answers_index_matches_brute_force():
+    rng = np.random.default_rng(0)
+    E, R = 9, 3
+    triples = np.unique(np.stack([rng.integers(E, size=60), rng.integers(R, size=60), rng.integers(E, size=60)], 1),
+                        axis=0)
+    idx = KnownAnswers(triples, R)
+    e = torch.arange(E).repeat_interleave(2 * R)
+    r = torch.arange(2 * R).repeat(E)
+    mask = idx.mask(e, r, E)
+    for i, (ei, ri) in enumerate(zip(e.tolist(), r.tolist())):
+        if ri < R:
+            truth = set(triples[(triples[:, 0] == ei) & (triples[:, 1] == ri), 2])
+        else:
+            truth = set(triples[(triples[:, 2] == ei) & (triples[:, 1] == ri - R), 0])
+        assert set(mask[i].nonzero()[:, 0].tolist()) == truth, (ei, ri)
+
+
+def test_known_answers_empty_and_unknown_keys():
+    idx = KnownAnswers(np.zeros((0, 3), dtype=np.int64), 2)
+    rows, cols = idx.lookup(torch.tensor([0, 1]), torch.tensor([0, 3]))
+    assert len(rows) == 0 and len(cols) == 0
+
+
+class _FixedScores(torch.nn.Module):
+    """A 'model' that returns a fixed (2R x E) table of scores per entity-independent relation."""
+
+    def __init__(self, table: torch.Tensor, E: int):
+        super().__init__()
+        self.table, self.num_entities = table, E
+
+    def score_t(self, h, r):
+        return self.table[r]
+
+
+def test_evaluate_filters_both_directions_and_reports_sides():
+    # 4 entities, 1 relation: triples (0,0,1), (0,0,2), (3,0,1). Scores favour entity 2 then 1.
+    triples = np.array([[0, 0, 1], [0, 0, 2], [3, 0, 1]])
+    table = torch.tensor([[0.0, 5.0, 9.0, 1.0],      # r = 0 (tail queries)
+                          [7.0, 2.0, 0.0, 7.0]])     # r = 1 = 0^-1 (head queries)
+    model = _FixedScores(table, 4)
+    known = KnownAnswers(triples, 1)
+    res = evaluate(model, triples[:1], known, num_relations=1, cfg=EvalConfig(batch_size=1))
+    pq = res.per_query.set_index("side")
+    # tail query (0, 0, ?) -> 1: entity 2 (score 9) is another true answer, filtered: rank 1
+    assert pq.loc["tail", "rank_real"] == 1.0
+    assert pq.loc["tail", "n_cand"] == 3
+    # head query (1, 0^-1, ?) -> 0: entity 3 is another true head (filtered); 0 alone on top: rank 1
+    assert pq.loc["head", "rank_real"] == 1.0
+    assert res.metrics["both"]["mrr"] == 1.0
+    # without the other answers in the filter, both queries drop to rank 2 (entity 2 / entity 3 tie at 7)
+    res_raw = evaluate(model, triples[:1], KnownAnswers(triples[:1], 1), num_relations=1)
+    pq = res_raw.per_query.set_index("side")
+    assert pq.loc["tail", "rank_real"] == 2.0
+    assert (pq.loc["head", "rank_opt"], pq.loc["head", "rank_pess"]) == (1, 2)
+    assert res_raw.metrics["head"]["mrr"] == pytest.approx(1 / 1.5)
+
+
+def test_evaluate_batch_size_does_not_change_ranks(tiny):
+    g = torch.Generator().manual_seed(3)
+    E, R = tiny.num_entities, tiny.num_relations
+    model = _FixedScores(torch.randint(3, (2 * R, E), generator=g).float(), E)
+    known = KnownAnswers(np.concatenate([tiny.train, tiny.valid, tiny.test]), R)
+    a = evaluate(model, tiny.test, known, num_relations=R, cfg=EvalConfig(batch_size=1)).per_query
+    b = evaluate(model, tiny.test, known, num_relations=R, cfg=EvalConfig(batch_size=1000, compile="on")).per_query
+    assert a.equals(b)

@@ -1,0 +1,198 @@
+"""Grids, resumable runs, atomic results, failure isolation, the CLI and the report."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import mmkgbench.run as run_mod
+from mmkgbench.cli import main
+from mmkgbench.models import MODELS
+from mmkgbench.results import ROW_COLUMNS, clean_stale, load_config, load_per_query, load_rows, runs_dir
+from mmkgbench.run import GRID_DIR, GridError, grid_from_dict, load_grid, resolve, run_grid, run_id_of
+from mmkgbench.train import TrainingDiverged
+
+TINY_GRID = {"models": ["distmult", "tucker"], "datasets": ["synthetic_tiny"], "seeds": [0],
+             "train": {"max_epochs": 2, "eval_every": 1, "batch_size": 64, "num_negatives": 4},
+             "overrides": {"distmult": {"dim": 8}, "tucker": {"entity_dim": 8, "relation_dim": 4}}}
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.mark.parametrize("path", sorted(GRID_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_grid_file_resolves(path):
+    grid = load_grid(path)
+    assert grid.cells
+    for cell in grid.cells:
+        assert cell.model in MODELS
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({**TINY_GRID, "modles": ["x"]}, "unknown top-level keys"),
+    ({**TINY_GRID, "models": ["transx"]}, "unknown model 'transx'"),
+    ({**TINY_GRID, "seeds": []}, "'seeds' must be a non-empty list"),
+    ({**TINY_GRID, "seeds": [0.5]}, "seeds must be integers"),
+    ({**TINY_GRID, "scenarios": {"clean": [1.5]}}, "levels in \\[0, 1\\]"),
+    ({**TINY_GRID, "scenarios": {"bogus": [0.0]}}, "unknown scenario 'bogus'"),
+    ({**TINY_GRID, "train": {"epochs": 3}}, "unknown key 'epochs'"),
+    ({**TINY_GRID, "train": {"max_epochs": "3"}}, "has type str, expected int"),
+    ({**TINY_GRID, "overrides": {"distmult": {"dimension": 8}}}, "unknown setting 'dimension' for distmult"),
+    ({**TINY_GRID, "overrides": {"distmult": {"lr": "fast"}}}, "expected float"),
+    ({**TINY_GRID, "overrides": {"nomodel": {"dim": 8}}}, "unknown model"),
+])
+def test_grid_errors_are_clear(spec, message):
+    with pytest.raises(GridError, match=message):
+        grid_from_dict(spec)
+
+
+def test_unknown_setting_lists_valid_keys():
+    with pytest.raises(GridError) as err:
+        grid_from_dict({**TINY_GRID, "overrides": {"tucker": {"dim": 8}}})
+    assert "entity_dim" in str(err.value) and "max_epochs" in str(err.value)
+
+
+def test_grid_expansion_and_set_overrides():
+    grid = grid_from_dict({**TINY_GRID, "seeds": [0, 1, 2]}, sets=["distmult.lr=0.5", "train.max_epochs=3",
+                                                                    "tucker.regime=negative"])
+    assert len(grid.cells) == 2 * 3
+    dm = next(c for c in grid.cells if c.model == "distmult")
+    assert dict(dm.train_overrides)["lr"] == 0.5 and dict(dm.train_overrides)["max_epochs"] == 3
+    tk = next(c for c in grid.cells if c.model == "tucker")
+    assert dict(tk.train_overrides)["regime"] == "negative" and "lr" not in dict(tk.train_overrides)
+    with pytest.raises(GridError, match="SECTION.KEY=VALUE"):
+        grid_from_dict(TINY_GRID, sets=["lr=3"])
+
+
+def test_run_id_is_the_hash_of_the_resolved_config(tiny):
+    grid = grid_from_dict(TINY_GRID)
+    a, b = (resolve(c, tiny) for c in grid.cells)
+    assert run_id_of(a) != run_id_of(b)
+    assert run_id_of(a) == run_id_of(json.loads(json.dumps(a)))
+    assert a["model_config"]["dim"] == 8 and a["train"]["regime"] == "negative"   # model default filled in
+    assert a["filter"] == {"test": "train+valid+test", "valid": "train+valid"}
+
+
+def test_end_to_end_grid_resume_and_report(tmp_path, capsys):
+    grid = grid_from_dict(TINY_GRID)
+    out = run_grid(grid, tmp_path, progress=False, log=quiet)
+    assert len(out["done"]) == 2 and not out["failed"]
+    rows = load_rows(tmp_path)
+    assert list(rows.columns) == ROW_COLUMNS
+    # 2 runs x 2 splits x 3 sides x 5 metrics (mrr, mr, hits@1/3/10)
+    assert len(rows) == 2 * 2 * 3 * 5
+    assert set(rows["metric"]) == {"mrr", "mr", "hits@1", "hits@3", "hits@10"}
+    assert set(rows["split"]) == {"valid", "test"} and set(rows["side"]) == {"both", "head", "tail"}
+    assert (rows["source"] == "bench").all() and (rows["scenario"] == "clean").all()
+    test_filter = rows[rows["split"] == "test"]["filter"].unique().tolist()
+    assert test_filter == ["train+valid+test"]
+    for rid in rows["run_id"].unique():
+        cfg = load_config(tmp_path, rid)
+        assert run_id_of(cfg["config"]) == rid
+        pq = load_per_query(tmp_path, rid)
+        from mmkgbench.datasets import load_dataset
+        data = load_dataset("synthetic_tiny")
+        assert len(pq) == 2 * (len(data.valid) + len(data.test))
+        assert (pq["rank_opt"] <= pq["rank_real"]).all() and (pq["rank_real"] <= pq["rank_pess"]).all()
+        mrr = rows[(rows.run_id == rid) & (rows.split == "test") & (rows.side == "both") & (rows.metric == "mrr")]
+        assert mrr["value"].item() == pytest.approx((1 / pq[pq.split == "test"]["rank_real"]).mean())
+    # started again: everything is skipped
+    again = run_grid(grid, tmp_path, progress=False, log=quiet)
+    assert not again["done"] and len(again["skipped"]) == 2
+    # a changed setting is a new run
+    changed = run_grid(grid_from_dict(TINY_GRID, sets=["distmult.dim=6"]), tmp_path, progress=False, log=quiet)
+    assert len(changed["done"]) == 1 and len(changed["skipped"]) == 1
+    assert main(["--results", str(tmp_path), "report"]) == 0
+    text = capsys.readouterr().out
+    assert "| distmult" in text and "| tucker" in text and "MRR" in text
+
+
+def test_interrupted_grid_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
+    grid = grid_from_dict(TINY_GRID)
+    real = run_mod.run_cell
+    calls = []
+
+    def interrupting(cell, *a, **kw):
+        calls.append(cell.model)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(cell, *a, **kw)
+
+    monkeypatch.setattr(run_mod, "run_cell", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path, progress=False, log=quiet)
+    assert len(load_rows(tmp_path)["run_id"].unique()) == 1
+    monkeypatch.setattr(run_mod, "run_cell", real)
+    out = run_grid(grid, tmp_path, progress=False, log=quiet)
+    assert len(out["skipped"]) == 1 and len(out["done"]) == 1
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    grid = grid_from_dict({**TINY_GRID, "models": ["distmult"]})
+    real_to_csv = pd.DataFrame.to_csv
+
+    def failing(self, path, *a, **kw):
+        if str(path).endswith("history.csv"):
+            raise OSError("disk full")
+        return real_to_csv(self, path, *a, **kw)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", failing)
+    out = run_grid(grid, tmp_path, progress=False, log=quiet)
+    assert len(out["failed"]) == 1 and "disk full" in out["failed"][0][1]
+    assert load_rows(tmp_path).empty
+    assert not [p for p in runs_dir(tmp_path).iterdir()]            # no partial or temporary folder
+    assert len(list((tmp_path / "failed").glob("*.json"))) == 1
+    monkeypatch.setattr(pd.DataFrame, "to_csv", real_to_csv)
+    assert len(run_grid(grid, tmp_path, progress=False, log=quiet)["done"]) == 1
+    assert not list((tmp_path / "failed").glob("*.json"))           # the failure record is cleared
+
+
+def test_a_diverging_run_does_not_poison_the_others(tmp_path, monkeypatch):
+    grid = grid_from_dict(TINY_GRID)
+    real = run_mod.train
+
+    def diverge_tucker(model, *a, **kw):
+        if type(model).__name__ == "TuckER":
+            raise TrainingDiverged("loss became nan at epoch 1, step 1/1")
+        return real(model, *a, **kw)
+
+    monkeypatch.setattr(run_mod, "train", diverge_tucker)
+    out = run_grid(grid, tmp_path, progress=False, log=quiet)
+    assert len(out["done"]) == 1 and len(out["failed"]) == 1
+    assert set(load_rows(tmp_path)["model"]) == {"distmult"}
+    record = json.loads(next((tmp_path / "failed").glob("*.json")).read_text())
+    assert "TrainingDiverged" in record["error"] and "tucker" in record["cell"]
+
+
+def test_clean_stale_removes_dead_temporaries(tmp_path):
+    d = runs_dir(tmp_path)
+    dead = d / ".tmp-abc-999999999-deadbeef"
+    alive = d / f".tmp-abc-{os.getpid()}-cafe0000"
+    for p in (dead, alive):
+        p.mkdir(parents=True)
+    assert clean_stale(tmp_path) == [dead]
+    assert alive.exists() and not dead.exists()
+
+
+def test_cli_list_and_errors(capsys, tmp_path):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in MODELS:
+        assert name in out
+    assert "default" in out and "smoke" in out
+    assert main(["run", "--grid", "no_such_grid"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["--results", str(tmp_path), "report"]) == 1
+    assert main(["run", "--grid", "smoke", "--dry-run"]) == 0
+    assert "tucker | synthetic_tiny | clean@0 | seed 0" in capsys.readouterr().out
+
+
+def test_smoke_grid_through_the_cli(tmp_path, capsys):
+    assert main(["--results", str(tmp_path), "run", "--grid", "smoke", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "6 run(s) done" in out and "synthetic_tiny" in out
+    assert len(load_rows(tmp_path)["run_id"].unique()) == len(MODELS)

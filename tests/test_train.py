@@ -1,0 +1,99 @@
+"""The training loop: both regimes, determinism, model selection on valid, divergence handling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.distmult import DistMult, DistMultConfig
+from mmkgbench.evaluate import evaluate
+from mmkgbench.model import ModelInputs
+from mmkgbench.ranking import KnownAnswers
+from mmkgbench.train import TrainConfig, TrainingDiverged, _negative_batches, train
+
+
+def fit(data, seed=0, **over):
+    torch.manual_seed(seed)
+    model = DistMult(DistMultConfig(dim=8), ModelInputs(data.num_entities, 2 * data.num_relations),
+                     torch.Generator().manual_seed(seed))
+    known = KnownAnswers(np.concatenate([data.train, data.valid]), data.num_relations)
+    cfg = TrainConfig(**{"regime": "negative", "lr": 0.05, "batch_size": 8, "num_negatives": 4, "max_epochs": 12,
+                         "eval_every": 2, "patience": 100, **over})
+    res = train(model, data.train, data.num_relations, data.num_entities, cfg, valid_triples=data.valid,
+                known_valid=known, seed=seed)
+    return model, res, known
+
+
+@pytest.mark.parametrize("regime", ["kvsall", "negative"])
+def test_same_seed_same_numbers(regime, tiny):
+    _, a, _ = fit(tiny, 0, regime=regime)
+    _, b, _ = fit(tiny, 0, regime=regime)
+    _, c, _ = fit(tiny, 1, regime=regime)
+    assert a.history and [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+    assert a.best_valid == b.best_valid
+    assert [r["loss"] for r in a.history] != [r["loss"] for r in c.history]
+
+
+def test_best_checkpoint_is_restored(tiny):
+    model, res, known = fit(tiny, 0, max_epochs=12, eval_every=2)
+    evaluated = [r for r in res.history if "valid_mrr" in r]
+    assert [r["epoch"] for r in evaluated] == [2, 4, 6, 8, 10, 12]
+    best = max(evaluated, key=lambda r: r["valid_mrr"])
+    assert res.best_epoch == best["epoch"]
+    again = evaluate(model, tiny.valid, known, num_relations=tiny.num_relations).metrics["both"]
+    assert again["mrr"] == pytest.approx(best["valid_mrr"])     # the restored weights are the best ones
+    assert res.selection["split"] == "valid" and res.selection["metric"] == "mrr"
+
+
+def test_early_stopping_after_patience(tiny):
+    # lr so small nothing improves after the first evaluation: stop after `patience` more evaluations
+    _, res, _ = fit(tiny, 0, lr=1e-9, max_epochs=50, eval_every=1, patience=2, min_delta=1.0)
+    assert res.stopped_early and res.epochs == 3 and res.best_epoch == 1
+
+
+def test_no_selection_keeps_last_epoch(tiny):
+    _, res, _ = fit(tiny, 0, eval_every=0, max_epochs=3)
+    assert res.best_epoch == 3 and res.best_valid == {} and res.selection["rule"] == "last epoch"
+
+
+class NaNAfter(DistMult):
+    """DistMult whose scores turn NaN from the `after`-th call of score_hrt on."""
+
+    def __init__(self, *a, after=1, **kw):
+        super().__init__(*a, **kw)
+        self.calls, self.after = 0, after
+
+    def score_hrt(self, h, r, t):
+        self.calls += 1
+        s = super().score_hrt(h, r, t)
+        return s * float("nan") if self.calls >= self.after else s
+
+
+def test_nan_loss_stops_with_clear_error(tiny):
+    model = NaNAfter(DistMultConfig(dim=4), ModelInputs(tiny.num_entities, 2 * tiny.num_relations),
+                     torch.Generator().manual_seed(0), after=5)   # 2 calls a step: step 3
+    cfg = TrainConfig(regime="negative", batch_size=8, max_epochs=5, eval_every=0)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 3/4"):
+        train(model, tiny.train, tiny.num_relations, tiny.num_entities, cfg)
+
+
+def test_negative_batches_orient_and_sample(tiny):
+    cfg = TrainConfig(regime="negative", batch_size=5, num_negatives=3)
+    R, E = tiny.num_relations, tiny.num_entities
+    seen = []
+    for b, neg in _negative_batches(torch.from_numpy(np.array(tiny.train)), R, E, cfg, torch.Generator().manual_seed(0),
+                                    "cpu"):
+        assert neg.shape == (len(b), 3) and int(neg.min()) >= 0 and int(neg.max()) < E
+        seen.append(b)
+    seen = torch.cat(seen).numpy()
+    assert len(seen) == len(tiny.train)                       # every train triple once per epoch
+    back = np.where(seen[:, 1:2] >= R, seen[:, [2, 1, 0]] - np.array([0, R, 0]), seen)
+    assert sorted(map(tuple, back)) == sorted(map(tuple, tiny.train))
+    assert (seen[:, 1] >= R).any() and (seen[:, 1] < R).any()  # both orientations occur
+
+
+@pytest.mark.parametrize("bad", [dict(regime="1-n"), dict(loss="hinge"), dict(lr=0.0), dict(optimizer="sgd"),
+                                 dict(label_smoothing=1.0), dict(patience=0)])
+def test_train_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="TrainConfig"):
+        TrainConfig(**bad)
