@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mmkgbench.model import KGEModel, ModelInputs, init_
+from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,7 @@ class ComplEx(KGEModel):
     """ComplEx. score_t: (B,) x (B,) -> (B, E) logits, higher is better."""
 
     Config = ComplExConfig
-    train_defaults = dict(regime="negative", lr=1e-4, batch_size=1024, num_negatives=128,
-                          loss="softplus", adversarial_temperature=2.0)
+    train_defaults = NEGATIVE_SAMPLING_DEFAULTS
     citation = "Trouillon et al. 2016 (ICML), arXiv:1606.06357"
 
     def __init__(self, cfg: ComplExConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

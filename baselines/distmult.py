@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mmkgbench.model import KGEModel, ModelInputs, init_
+from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ class DistMult(KGEModel):
     """DistMult. score_t: (B,) x (B,) -> (B, E) logits, higher is better."""
 
     Config = DistMultConfig
-    train_defaults = dict(regime="negative", lr=1e-4, batch_size=1024, num_negatives=128,
-                          loss="softplus", adversarial_temperature=2.0)
+    train_defaults = NEGATIVE_SAMPLING_DEFAULTS
     citation = "Yang et al. 2015 (ICLR), arXiv:1412.6575"
 
     def __init__(self, cfg: DistMultConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

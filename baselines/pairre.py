@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmkgbench.model import KGEModel, ModelInputs, init_, l1_distance_all
+from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_, l1_distance_all
 
 
 
@@ -29,8 +29,7 @@ class PairRE(KGEModel):
     """PairRE. score_t: (B,) x (B,) -> (B, E) logits gamma - distance, higher is better."""
 
     Config = PairREConfig
-    train_defaults = dict(regime="negative", lr=1e-4, batch_size=1024, num_negatives=128,
-                          loss="softplus", adversarial_temperature=2.0)
+    train_defaults = NEGATIVE_SAMPLING_DEFAULTS
     citation = "Chao et al. 2021 (ACL), arXiv:2011.03798"
 
     def __init__(self, cfg: PairREConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

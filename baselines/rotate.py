@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mmkgbench.model import KGEModel, ModelInputs, init_, modulus_distance_all
+from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_, modulus_distance_all
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,7 @@ class RotatE(KGEModel):
     """RotatE. score_t: (B,) x (B,) -> (B, E) logits gamma - distance, higher is better."""
 
     Config = RotatEConfig
-    train_defaults = dict(regime="negative", lr=1e-4, batch_size=1024, num_negatives=128,
-                          loss="softplus", adversarial_temperature=2.0)
+    train_defaults = NEGATIVE_SAMPLING_DEFAULTS
     citation = "Sun et al. 2019 (ICLR), arXiv:1902.10197"
 
     def __init__(self, cfg: RotatEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmkgbench.model import KGEModel, ModelInputs, init_, l1_distance_all
+from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_, l1_distance_all
 
 @dataclass(frozen=True)
 class TransEConfig:
@@ -31,8 +31,7 @@ class TransE(KGEModel):
     """TransE. score_t: (B,) x (B,) -> (B, E) logits gamma - distance, higher is better."""
 
     Config = TransEConfig
-    train_defaults = dict(regime="negative", lr=1e-4, batch_size=1024, num_negatives=128,
-                          loss="softplus", adversarial_temperature=2.0)
+    train_defaults = NEGATIVE_SAMPLING_DEFAULTS
     citation = "Bordes et al. 2013 (NeurIPS 26), not on arXiv"
 
     def __init__(self, cfg: TransEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

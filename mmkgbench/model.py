@@ -22,9 +22,16 @@ Class attributes a model declares:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
+
+
+# The negative-sampling regime of the MMKGC literature (NativE/AdaMF scripts, methods.md §3.2):
+# batch 1024, 128 uniform negatives, self-adversarial sigmoid loss with alpha 2.0, Adam lr 1e-4.
+NEGATIVE_SAMPLING_DEFAULTS = MappingProxyType(dict(regime="negative", lr=1e-4, batch_size=1024, num_negatives=128,
+                                                   loss="softplus", adversarial_temperature=2.0))
 
 
 @dataclass(frozen=True)

@@ -75,12 +75,13 @@ def _count_fn(compile: bool):
     return _compiled["fn"]
 
 
-def count_ranks(scores: Tensor, target: Tensor, *, compile: bool = False) -> Ranks:
-    """Ranks of `target` in already-filtered scores (the fast path used by the evaluator).
+def filtered_ranks(scores: Tensor, target: Tensor, rows: Tensor, cols: Tensor, *, compile: bool = False) -> Ranks:
+    """Filtered ranks of `target` (the evaluator's fast path; tested against `ranks`).
 
-    scores: (B, E) float32 in which every other known answer is -inf and the target keeps its
-    score; target: (B,). Raises ValueError if a target score is not finite, since a NaN or inf
-    target cannot be ranked meaningfully.
+    scores: (B, E) float32, **overwritten**: every known answer (rows[i], cols[i]) and the target
+    itself are set to -inf, so the two counts below only see competitors. target: (B,); rows/cols
+    from `KnownAnswers.lookup`. Raises ValueError if a target score is not finite, since a NaN or
+    inf target cannot be ranked meaningfully.
     """
     ar = torch.arange(len(target), device=scores.device)
     s_target = scores[ar, target]
@@ -88,6 +89,8 @@ def count_ranks(scores: Tensor, target: Tensor, *, compile: bool = False) -> Ran
         bad = int((~torch.isfinite(s_target)).nonzero()[0, 0])
         raise ValueError(f"model produced a non-finite score ({float(s_target[bad])}) for the target of query "
                          f"{bad} in this batch; cannot rank")
+    scores[rows, cols] = float("-inf")
+    scores[ar, target] = float("-inf")
     fn = _count_fn(compile)
     try:
         gt, ge = fn(scores, s_target[:, None])
@@ -96,8 +99,7 @@ def count_ranks(scores: Tensor, target: Tensor, *, compile: bool = False) -> Ran
             raise
         _compiled["fn"] = _count
         gt, ge = _count(scores, s_target[:, None])
-    # `ge` counts the target itself, so it is already the pessimistic rank.
-    return Ranks(optimistic=gt.long() + 1, pessimistic=ge.long())
+    return Ranks(optimistic=gt.long() + 1, pessimistic=ge.long() + 1)
 
 
 def metrics(ranks: np.ndarray, ks=(1, 3, 10)) -> dict[str, float]:
@@ -151,8 +153,8 @@ class KnownAnswers:
         found = self.keys[idx] == q
         start = self.ptr[idx]
         count = torch.where(found, self.ptr[idx + 1] - start, torch.zeros_like(start))
-        rows = torch.repeat_interleave(torch.arange(len(q), device=q.device), count)
-        first = torch.repeat_interleave(start - (torch.cumsum(count, 0) - count), count)
+        rows = torch.repeat_interleave(count)                       # query index of each answer slot
+        first = (start - (torch.cumsum(count, 0) - count))[rows]    # where that query's answers begin
         cols = self.answers[first + torch.arange(len(rows), device=q.device)]
         return rows, cols
 
@@ -162,19 +164,3 @@ class KnownAnswers:
         m = torch.zeros(len(e), E, dtype=torch.bool, device=e.device)
         m[rows, cols] = True
         return m
-
-
-def filter_(scores: Tensor, target: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """Set every known answer except the target to -inf, in place; returns per-query candidate counts.
-
-    scores: (B, E); target: (B,); rows/cols from `KnownAnswers.lookup`. The count (B,) is the
-    number of candidates left besides the target's competitors, i.e. E minus filtered answers.
-    """
-    ar = torch.arange(len(target), device=scores.device)
-    s_target = scores[ar, target].clone()
-    scores[rows, cols] = float("-inf")
-    scores[ar, target] = s_target
-    not_target = cols != target[rows]
-    filtered = torch.zeros(len(target), dtype=torch.long, device=scores.device)
-    filtered.index_add_(0, rows, not_target.long())
-    return scores.shape[1] - filtered
