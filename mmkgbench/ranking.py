@@ -135,28 +135,45 @@ class KnownAnswers:
         self.keys = torch.from_numpy(keys)
         self.ptr = torch.from_numpy(np.append(starts, len(pairs)).astype(np.int64))
         self.answers = torch.from_numpy(np.ascontiguousarray(pairs[:, 1]))
+        # (key, answer) pairs as one sorted int64 code, for membership tests (`contains`)
+        self.code_base = int(pairs[:, 1].max()) + 1 if len(pairs) else 1
+        self.codes = torch.from_numpy(pairs[:, 0] * self.code_base + pairs[:, 1])
 
     def to(self, device) -> "KnownAnswers":
-        self.keys, self.ptr, self.answers = (x.to(device) for x in (self.keys, self.ptr, self.answers))
+        self.keys, self.ptr, self.answers, self.codes = (x.to(device) for x in
+                                                         (self.keys, self.ptr, self.answers, self.codes))
         return self
+
+    def spans(self, e: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        """Where the answers of queries (e, r) lie in `answers`: start and count, each (B,) (count 0 if none)."""
+        q = e * (2 * self.num_relations) + r
+        if len(self.keys) == 0:
+            return torch.zeros_like(q), torch.zeros_like(q)
+        idx = torch.searchsorted(self.keys, q).clamp_(max=len(self.keys) - 1)
+        start = self.ptr[idx]
+        count = torch.where(self.keys[idx] == q, self.ptr[idx + 1] - start, torch.zeros_like(start))
+        return start, count
+
+    def expand(self, start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+        """(rows, cols) of the answers in spans (start, count): cols[i] is an answer of query rows[i]."""
+        rows = torch.repeat_interleave(count)                       # query index of each answer slot
+        first = (start - (torch.cumsum(count, 0) - count))[rows]    # where that query's answers begin
+        return rows, self.answers[first + torch.arange(len(rows), device=start.device)]
 
     def lookup(self, e: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
         """Known answers of queries (e, r), e/r (B,), r already in [0, 2R).
 
         Returns (rows, cols), int64 of equal length: cols[i] is a known answer of query rows[i].
         """
-        if len(self.keys) == 0:
-            empty = torch.zeros(0, dtype=torch.long, device=e.device)
-            return empty, empty
-        q = e * (2 * self.num_relations) + r
-        idx = torch.searchsorted(self.keys, q).clamp_(max=len(self.keys) - 1)
-        found = self.keys[idx] == q
-        start = self.ptr[idx]
-        count = torch.where(found, self.ptr[idx + 1] - start, torch.zeros_like(start))
-        rows = torch.repeat_interleave(count)                       # query index of each answer slot
-        first = (start - (torch.cumsum(count, 0) - count))[rows]    # where that query's answers begin
-        cols = self.answers[first + torch.arange(len(rows), device=q.device)]
-        return rows, cols
+        return self.expand(*self.spans(e, r))
+
+    def contains(self, e: Tensor, r: Tensor, answer: Tensor) -> Tensor:
+        """Whether `answer` (B,) is a known answer of query (e, r): bool (B,), one binary search each."""
+        if len(self.codes) == 0:
+            return torch.zeros_like(answer, dtype=torch.bool)
+        code = (e * (2 * self.num_relations) + r) * self.code_base + answer
+        pos = torch.searchsorted(self.codes, code).clamp_(max=len(self.codes) - 1)
+        return (self.codes[pos] == code) & (answer < self.code_base)
 
     def mask(self, e: Tensor, r: Tensor, E: int) -> Tensor:
         """Dense (B, E) bool mask of known answers: for tests and small inputs only."""

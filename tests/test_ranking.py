@@ -173,3 +173,14 @@ def test_evaluate_batch_size_does_not_change_ranks(tiny):
     a = evaluate(model, tiny.test, known, num_relations=R, cfg=EvalConfig(batch_size=1)).per_query
     b = evaluate(model, tiny.test, known, num_relations=R, cfg=EvalConfig(batch_size=1000, compile="on")).per_query
     assert a.equals(b)
+
+
+def test_known_answers_contains_and_candidate_counts():
+    triples = np.array([[0, 0, 1], [0, 0, 2], [3, 1, 1]])
+    idx = KnownAnswers(triples, 2)
+    e = torch.tensor([0, 0, 0, 1, 1, 2, 3])
+    r = torch.tensor([0, 0, 1, 2, 3, 2, 1])
+    y = torch.tensor([1, 3, 1, 0, 3, 0, 9])            # 9 is beyond every stored answer
+    assert idx.contains(e, r, y).tolist() == [True, False, False, True, True, True, False]
+    start, count = idx.spans(e, r)
+    assert count.tolist() == [2, 2, 0, 1, 1, 1, 1]
