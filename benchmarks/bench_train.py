@@ -38,7 +38,7 @@ SETTINGS = {
 }
 
 
-def ours(name: str, data, epochs: int, device, batch_size: int = 1024) -> list[float]:
+def ours(name: str, data, epochs: int, device, batch_size: int = 1024, deterministic: bool = False) -> list[float]:
     cls = get_model(name)
     s = SETTINGS[name]
     torch.manual_seed(0)
@@ -46,7 +46,12 @@ def ours(name: str, data, epochs: int, device, batch_size: int = 1024) -> list[f
                 torch.Generator().manual_seed(0)).to(device)
     cfg = TrainConfig(**{**cls.train_defaults, **s["train"], "batch_size": batch_size, "max_epochs": epochs,
                          "eval_every": 0})
-    res = train(model, data.train, data.num_relations, data.num_entities, cfg, device=device)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        res = train(model, data.train, data.num_relations, data.num_entities, cfg, device=device)
+    finally:
+        torch.use_deterministic_algorithms(before)
     secs = [row["seconds"] for row in res.history]
     return [b - a for a, b in zip([0.0] + secs[:-1], secs)]
 
@@ -105,6 +110,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=1024, help="for both libraries (default 1024)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-pykeen", action="store_true")
+    p.add_argument("--deterministic", action="store_true",
+                   help="mmkgbench with deterministic kernels, as `run_bench.py run` uses on the CPU")
     p.add_argument("--only-pykeen", action="store_true", help="skip mmkgbench (e.g. to time PyKEEN alone)")
     p.add_argument("--pykeen-slice", type=int, default=None,
                    help="PyKEEN slice_size (scores candidates in slices; same batch) when a batch of 1024 does not fit")
@@ -117,7 +124,7 @@ def main(argv=None):
           f"{args.epochs} epochs each, "
           "fastest shown (seconds per epoch)")
     for name in args.models:
-        mine = [float("nan")] if args.only_pykeen else ours(name, data, args.epochs, device, args.batch_size)
+        mine = [float("nan")] if args.only_pykeen else ours(name, data, args.epochs, device, args.batch_size, args.deterministic)
         print(f"{name:<7} mmkgbench {min(mine):8.2f} s  (epochs: {', '.join(f'{t:.2f}' for t in mine)})", flush=True)
         if not args.no_pykeen:
             theirs = pykeen_epochs(name, data, args.epochs, device, args.batch_size, args.pykeen_slice)

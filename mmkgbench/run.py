@@ -9,6 +9,7 @@ a grid that is started again skips what is done, and a changed setting is a new 
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -290,7 +291,7 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
     known_valid = KnownAnswers(np.concatenate(filt_valid), R).to(device)
     known_test = KnownAnswers(np.concatenate([data.train, data.valid, data.test]), R).to(device)
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), _deterministic(device):
         torch.manual_seed(cell.seed)            # dropout draws from the global RNG: seed it, scoped to this run
         model = build_model(cell, config, perturbed).to(device)
         result = train(model, perturbed.train, R, perturbed.num_entities, tcfg, valid_triples=perturbed.valid,
@@ -313,12 +314,31 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
     per_query = pd.concat([ev.per_query.assign(split=split) for split, ev in evals.items()], ignore_index=True)
     per_query.insert(0, "run_id", rid)
     provenance = {"run_id": rid, "config": config, "code_version": common["code_version"],
+                  "deterministic_algorithms": device.type == "cpu",
                   "device": common["device"], "torch": torch.__version__, "started_at": started,
                   "wall_s": wall, "train": {k: v for k, v in dataclasses.asdict(result).items() if k != "history"},
                   "dataset_summary": perturbed.summary()}
     write_run(root, rid, provenance, pd.DataFrame(rows, columns=ROW_COLUMNS), per_query,
               pd.DataFrame(result.history))
     return rid, config
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device):
+    """Deterministic kernels on the CPU, for the duration of one run.
+
+    With several threads, some CPU kernels (the accumulating index_put behind embedding gradients)
+    sum in an order that varies between processes, so the same seed gave slightly different
+    numbers in two processes; deterministic kernels make it bit-identical (tests/test_run.py). On
+    CUDA they are left off (they need a cuBLAS workspace setting and cost speed), as in PyKEEN and
+    LibKGE.
+    """
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(device.type == "cpu" or before)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def _device_name(device: torch.device) -> str:
