@@ -5,6 +5,7 @@
     python run_bench.py run --set tucker.lr=1e-3 --set train.max_epochs=20
     python run_bench.py list                  # models, scenarios, data sets, grids
     python run_bench.py report [--grid NAME]  # Markdown tables from results/, without training
+    python run_bench.py data fetch DB15K [--mirror DIR_OR_URL]   # download + verify a benchmark
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def cmd_run(args) -> int:
         for c in grid.cells:
             print("  " + c.label())
         return 0
-    out = run_grid(grid, args.results, device=device, progress=not args.no_progress)
+    out = run_grid(grid, args.results, device=device, progress=not args.no_progress,
+                   fetch_missing=args.fetch, mirror=args.mirror)
     print(f"\n{len(out['done'])} run(s) done, {len(out['skipped'])} already stored, {len(out['failed'])} failed")
     for label, err in out["failed"]:
         print(f"  FAILED {label}: {err}")
@@ -59,6 +61,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from mmkgbench import catalog
+    if args.action == "fetch":
+        names = args.names or [b.name for b in catalog.CATALOG.values()]
+        for name in names:
+            catalog.fetch(name, mirror=args.mirror)
+        return 0
+    for b in catalog.CATALOG.values():        # status
+        state = "verified" if catalog.is_fetched(b.name) else "not fetched"
+        print(f"{b.name:<7} {state:<12} {catalog.cache_dir(b.name)}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from mmkgbench.datasets import DATASETS
     from mmkgbench.models import MODELS
@@ -72,9 +87,13 @@ def cmd_list(args) -> int:
     print("scenarios:")
     for key, sc in SCENARIOS.items():
         print(f"  {key:<10} v{sc.version}  {sc.doc}")
+    from mmkgbench import catalog
     print("data sets (or any folder in the MoMoK or OpenKE layout):")
     for key in DATASETS:
         print(f"  {key}")
+    for b in catalog.CATALOG.values():
+        state = "verified in cache" if catalog.is_fetched(b.name) else "not fetched: run_bench.py data fetch " + b.name
+        print(f"  {b.name:<16} {b.entities:,} entities, {b.relations} relations ({state})")
     print(f"grids ({GRID_DIR}):")
     for p in sorted(GRID_DIR.glob("*.toml")):
         print(f"  {p.stem}")
@@ -82,6 +101,7 @@ def cmd_list(args) -> int:
 
 
 def main(argv=None) -> int:
+    from mmkgbench.catalog import FetchError
     parser = argparse.ArgumentParser(prog="run_bench.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="results", help="results folder (default: results)")
@@ -95,16 +115,22 @@ def main(argv=None) -> int:
     p_run.add_argument("--dry-run", action="store_true", help="list the runs without training")
     p_run.add_argument("--no-report", dest="report", action="store_false", help="skip the report at the end")
     p_run.add_argument("--split", default="test", choices=["test", "valid"], help=argparse.SUPPRESS)
+    p_run.add_argument("--fetch", action="store_true", help="fetch benchmarks the grid names that are not cached")
+    p_run.add_argument("--mirror", default=None, help="with --fetch: a folder or base URL to fetch from")
     p_rep = sub.add_parser("report", help="Markdown tables (mean ± std over seeds) from stored results")
     p_rep.add_argument("--grid", default=None, help="only the runs of this grid")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])
     sub.add_parser("list", help="registered models, scenarios, data sets and grids")
+    p_data = sub.add_parser("data", help="standard benchmarks: fetch (download + verify) or status")
+    p_data.add_argument("action", choices=["fetch", "status"])
+    p_data.add_argument("names", nargs="*", help="DB15K, MKG-W, MKG-Y, KVC16K (default: all)")
+    p_data.add_argument("--mirror", default=None, help="a folder holding <NAME>/<file>, or a base URL")
     args = parser.parse_args(argv)
     if args.cmd is None:                 # the default comparison
         args = parser.parse_args(["--results", args.results, "run"])
     try:
-        return {"run": cmd_run, "report": cmd_report, "list": cmd_list}[args.cmd](args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+        return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_data}[args.cmd](args)
+    except (ValueError, KeyError, FileNotFoundError, FetchError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)
         return 2

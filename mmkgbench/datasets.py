@@ -1,15 +1,17 @@
-"""Data sets a grid can name: built-in synthetic ones by key, or a folder on disk by path.
+"""Data sets a grid can name: built-in synthetic ones, the standard benchmarks, or a folder on disk.
 
-A grid entry is either a string (a key of `DATASETS`, or a path to a folder in the MoMoK or
-OpenKE layout) or a table `{path = "...", name = "...", layout = "auto", features = {image = "..."}}`.
+A grid entry is either a string (a key of `DATASETS`; a benchmark name of `mmkgbench.catalog`:
+DB15K, MKG-W, MKG-Y, KVC16K, read from the verified download cache; or a path to a folder in the
+MoMoK or OpenKE layout) or a table `{path = "...", name = "...", layout = "auto", features = {...}}`.
 """
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
 
-from mmkgbench.data import MMKG
-from mmkgbench.loaders import load_folder, with_features
+from mmkgbench import catalog
+from mmkgbench.data import MMKG, DataError
+from mmkgbench.loaders import load_folder, load_momok, with_features
 from mmkgbench.registry import normalise
 from mmkgbench.synthetic import synthetic_mmkg
 
@@ -33,13 +35,36 @@ def dataset_label(spec) -> str:
     if isinstance(spec, dict):
         return spec.get("name") or Path(spec["path"]).name
     key = normalise(str(spec))
-    return key if key in DATASETS else Path(spec).name
+    if key in DATASETS:
+        return key
+    return catalog.get_benchmark(spec).name if catalog.is_benchmark(spec) else Path(spec).name
 
 
-def load_dataset(spec, base: Path | None = None) -> MMKG:
+def load_benchmark(name: str, fetch_missing: bool = False, mirror: str | None = None) -> MMKG:
+    """A standard benchmark from the verified cache (fetched first if allowed), checked against its counts."""
+    bench = catalog.get_benchmark(name)
+    if not catalog.is_fetched(name):
+        if not fetch_missing:
+            raise ValueError(f"benchmark {bench.name} is not in the cache ({catalog.cache_dir(name)}); run "
+                             f"`python3 run_bench.py data fetch {bench.name}` (add --mirror DIR_OR_URL to copy it "
+                             "from elsewhere), or `run --fetch`")
+        catalog.fetch(name, mirror=mirror)
+    folder = catalog.cache_dir(name)
+    data = load_momok(folder, name=bench.name)
+    got = (data.num_entities, data.num_relations, len(data.train), len(data.valid), len(data.test))
+    want = (bench.entities, bench.relations, bench.train, bench.valid, bench.test)
+    if got != want:
+        raise DataError(folder, f"counts {got} differ from the published {want} (entities, relations, train, valid, "
+                                "test); the cache was modified after verification")
+    return data.replace(meta={**data.meta, "benchmark": bench.name, "source": catalog.BASE_URL})
+
+
+def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False, mirror: str | None = None) -> MMKG:
     """The MMKG a grid entry names. Relative paths resolve against `base` (the grid file's folder)."""
     if isinstance(spec, str) and normalise(spec) in DATASETS:
         return DATASETS[normalise(spec)]()
+    if catalog.is_benchmark(spec):
+        return load_benchmark(spec, fetch_missing=fetch_missing, mirror=mirror)
     if isinstance(spec, str):
         spec = {"path": spec}
     if not isinstance(spec, dict) or "path" not in spec:
@@ -56,8 +81,8 @@ def load_dataset(spec, base: Path | None = None) -> MMKG:
 
     folder = resolve(spec["path"])
     if not folder.is_dir():
-        raise ValueError(f"unknown data set {spec['path']!r}: not a registered name {sorted(DATASETS)} "
-                         f"and not a folder ({folder})")
+        raise ValueError(f"unknown data set {spec['path']!r}: not a registered name {sorted(DATASETS)}, "
+                         f"not a benchmark {[b.name for b in catalog.CATALOG.values()]}, and not a folder ({folder})")
     data = load_folder(folder, name=spec.get("name") or folder.name, layout=spec.get("layout", "auto"))
     if spec.get("features"):
         data = with_features(data, {m: resolve(p) for m, p in spec["features"].items()})

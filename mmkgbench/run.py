@@ -349,7 +349,7 @@ def _device_name(device: torch.device) -> str:
 
 
 def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, progress: bool = True,
-             log=print) -> dict:
+             log=print, fetch_missing: bool = False, mirror: str | None = None) -> dict:
     """Run every cell of `grid` not yet stored under `root`. Failed cells are recorded and skipped.
 
     Returns {"done": [...run ids...], "skipped": [...], "failed": [(cell label, error)]}.
@@ -363,7 +363,8 @@ def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, 
     for i, cell in enumerate(grid.cells, 1):
         key = repr(cell.dataset)
         if key not in datasets:
-            datasets[key] = load_dataset(cell.dataset_spec, base=grid.path.parent if grid.path else None)
+            datasets[key] = load_dataset(cell.dataset_spec, base=grid.path.parent if grid.path else None,
+                                         fetch_missing=fetch_missing, mirror=mirror)
         data = datasets[key]
         rid = run_id_of(resolve(cell, data))
         if is_done(root, rid):
