@@ -68,9 +68,48 @@ def cmd_data(args) -> int:
         for name in names:
             catalog.fetch(name, mirror=args.mirror)
         return 0
+    if args.action == "audit":
+        return _audit(args)
     for b in catalog.CATALOG.values():        # status
         state = "verified" if catalog.is_fetched(b.name) else "not fetched"
         print(f"{b.name:<7} {state:<12} {catalog.cache_dir(b.name)}")
+    return 0
+
+
+def _audit(args) -> int:
+    """Print the audit of each named data set and write it to results/tables/audit_<name>.{md,csv}."""
+    import os
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mmkgbench.audit import audit, audit_markdown, clean_splits
+    from mmkgbench.catalog import is_benchmark
+    from mmkgbench.datasets import DATASETS, load_dataset
+    from mmkgbench.registry import normalise
+    if not args.names:
+        raise ValueError("data audit needs a data set: a benchmark name (DB15K ...), a synthetic name or a folder")
+    out_dir = Path(args.results) / "tables"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in args.names:
+        if normalise(name) in DATASETS:
+            data = load_dataset(name)
+            data = clean_splits(data) if args.clean else data
+        else:
+            spec = {"benchmark" if is_benchmark(name) else "path": name,
+                    "splits": "clean" if args.clean else "as_published"}
+            data = load_dataset(spec, fetch_missing=args.fetch, mirror=args.mirror)
+        text = audit_markdown(data)
+        print(text)
+        stem = out_dir / f"audit_{data.name.replace('/', '_')}"
+        tables = audit(data)
+        rows = [frame.assign(table=title) for title, frame in tables.items()]
+        for path, write in ((stem.with_suffix(".md"), lambda p: p.write_text(text, encoding="utf-8")),
+                            (stem.with_suffix(".csv"), lambda p: pd.concat(rows).to_csv(p, index=False))):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            write(tmp)
+            os.replace(tmp, path)
+        print(f"written: {stem.with_suffix('.md')}, {stem.with_suffix('.csv')}")
     return 0
 
 
@@ -121,10 +160,13 @@ def main(argv=None) -> int:
     p_rep.add_argument("--grid", default=None, help="only the runs of this grid")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])
     sub.add_parser("list", help="registered models, scenarios, data sets and grids")
-    p_data = sub.add_parser("data", help="standard benchmarks: fetch (download + verify) or status")
-    p_data.add_argument("action", choices=["fetch", "status"])
-    p_data.add_argument("names", nargs="*", help="DB15K, MKG-W, MKG-Y, KVC16K (default: all)")
+    p_data = sub.add_parser("data", help="standard benchmarks: fetch (download + verify), status, audit")
+    p_data.add_argument("action", choices=["fetch", "status", "audit"])
+    p_data.add_argument("names", nargs="*", help="DB15K, MKG-W, MKG-Y, KVC16K (fetch: default all); audit also "
+                                                 "takes synthetic names and folders")
     p_data.add_argument("--mirror", default=None, help="a folder holding <NAME>/<file>, or a base URL")
+    p_data.add_argument("--clean", action="store_true", help="audit: after removing duplicates and leaked triples")
+    p_data.add_argument("--fetch", action="store_true", help="audit: fetch a benchmark that is not cached")
     args = parser.parse_args(argv)
     if args.cmd is None:                 # the default comparison
         args = parser.parse_args(["--results", args.results, "run"])

@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from mmkgbench import catalog
+from mmkgbench.audit import SPLIT_POLICIES, clean_splits
 from mmkgbench.data import MMKG, DataError
 from mmkgbench.loaders import load_folder, load_momok, with_features
 from mmkgbench.registry import normalise
@@ -33,7 +34,9 @@ DATASETS = {
 def dataset_label(spec) -> str:
     """A short, stable name for a grid's data set entry (used in results and tables)."""
     if isinstance(spec, dict):
-        return spec.get("name") or Path(spec["path"]).name
+        base = spec.get("name") or (catalog.get_benchmark(spec["benchmark"]).name if "benchmark" in spec
+                                    else Path(spec["path"]).name)
+        return f"{base}[clean]" if spec.get("splits") == "clean" else base
     key = normalise(str(spec))
     if key in DATASETS:
         return key
@@ -59,31 +62,45 @@ def load_benchmark(name: str, fetch_missing: bool = False, mirror: str | None = 
     return data.replace(meta={**data.meta, "benchmark": bench.name, "source": catalog.BASE_URL})
 
 
+TABLE_KEYS = ("benchmark", "path", "name", "layout", "features", "splits")
+
+
 def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False, mirror: str | None = None) -> MMKG:
-    """The MMKG a grid entry names. Relative paths resolve against `base` (the grid file's folder)."""
+    """The MMKG a grid entry names. Relative paths resolve against `base` (the grid file's folder).
+
+    A table may hold `benchmark` (a catalog name) or `path`, plus `name`, `layout`, `features`
+    (modality -> file) and `splits`: "as_published" (default) or "clean" (duplicates and leaked
+    triples removed from valid/test, `mmkgbench.audit.clean_splits`; the name gets "[clean]").
+    """
     if isinstance(spec, str) and normalise(spec) in DATASETS:
         return DATASETS[normalise(spec)]()
-    if catalog.is_benchmark(spec):
-        return load_benchmark(spec, fetch_missing=fetch_missing, mirror=mirror)
     if isinstance(spec, str):
-        spec = {"path": spec}
-    if not isinstance(spec, dict) or "path" not in spec:
-        raise ValueError(f"a data set is a registered name {sorted(DATASETS)} or a path/table with 'path', "
-                         f"got {spec!r}")
-    unknown = set(spec) - {"path", "name", "layout", "features"}
+        spec = {"benchmark": spec} if catalog.is_benchmark(spec) else {"path": spec}
+    if not isinstance(spec, dict) or ("path" in spec) == ("benchmark" in spec):
+        raise ValueError(f"a data set is a registered name {sorted(DATASETS)}, a benchmark name, a path, or a table "
+                         f"with exactly one of 'benchmark' and 'path'; got {spec!r}")
+    unknown = set(spec) - set(TABLE_KEYS)
     if unknown:
-        raise ValueError(f"data set table {spec!r}: unknown keys {sorted(unknown)} "
-                         "(valid: path, name, layout, features)")
+        raise ValueError(f"data set table {spec!r}: unknown keys {sorted(unknown)} (valid: {', '.join(TABLE_KEYS)})")
+    splits = spec.get("splits", "as_published")
+    if splits not in SPLIT_POLICIES:
+        raise ValueError(f"data set table {spec!r}: splits must be one of {SPLIT_POLICIES}, got {splits!r}")
 
     def resolve(p):
         p = Path(p).expanduser()
         return p if p.is_absolute() or base is None else (base / p)
 
-    folder = resolve(spec["path"])
-    if not folder.is_dir():
-        raise ValueError(f"unknown data set {spec['path']!r}: not a registered name {sorted(DATASETS)}, "
-                         f"not a benchmark {[b.name for b in catalog.CATALOG.values()]}, and not a folder ({folder})")
-    data = load_folder(folder, name=spec.get("name") or folder.name, layout=spec.get("layout", "auto"))
+    if "benchmark" in spec:
+        data = load_benchmark(spec["benchmark"], fetch_missing=fetch_missing, mirror=mirror)
+    else:
+        folder = resolve(spec["path"])
+        if not folder.is_dir():
+            raise ValueError(f"unknown data set {spec['path']!r}: not a registered name {sorted(DATASETS)}, "
+                             f"not a benchmark {[b.name for b in catalog.CATALOG.values()]}, and not a folder "
+                             f"({folder})")
+        data = load_folder(folder, name=spec.get("name") or folder.name, layout=spec.get("layout", "auto"))
+    if spec.get("name"):
+        data = data.replace(name=spec["name"])
     if spec.get("features"):
         data = with_features(data, {m: resolve(p) for m, p in spec["features"].items()})
-    return data
+    return clean_splits(data) if splits == "clean" else data

@@ -1,0 +1,80 @@
+"""The data audit and the split-cleaning option."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmkgbench import catalog
+from mmkgbench.audit import audit, clean_splits
+from mmkgbench.cli import main
+from mmkgbench.data import MMKG
+from mmkgbench.datasets import dataset_label, load_dataset
+from mmkgbench.run import grid_from_dict, resolve
+from test_catalog import SHARED, home, needs_shared  # noqa: F401  (fixture)
+
+
+def toy() -> MMKG:
+    train = [[0, 0, 1], [1, 0, 2], [2, 1, 3]]
+    valid = [[0, 0, 1], [3, 0, 4], [3, 0, 4], [2, 1, 0]]          # leak from train, a duplicate
+    test = [[3, 0, 4], [4, 1, 0], [4, 1, 0], [1, 0, 3], [4, 2, 1]]  # leak from valid, duplicate, new relation 2
+    return MMKG("toy", tuple("abcde"), ("r0", "r1", "r2"), np.array(train), np.array(valid), np.array(test),
+                features={"image": np.ones((5, 2), np.float32)},
+                present={"image": np.array([True, True, False, True, False])})
+
+
+def test_audit_counts_by_hand():
+    t = audit(toy())
+    splits = t["splits"].set_index("split")
+    assert splits.loc["valid", "duplicate_lines"] == 1 and splits.loc["test", "duplicate_lines"] == 1
+    assert splits.loc["valid", "lines_with_entity_unseen_in_train"] == 2     # entity 4 twice
+    assert splits.loc["test", "lines_with_entity_unseen_in_train"] == 4
+    assert splits.loc["test", "lines_with_relation_unseen_in_train"] == 1
+    overlap = dict(zip(t["overlap"]["splits"], t["overlap"]["distinct_triples"]))
+    assert overlap == {"train ∩ valid": 1, "train ∩ test": 0, "valid ∩ test": 1}
+    rel = t["relations"].iloc[0]
+    assert rel["in_train"] == 2 and rel["in_valid_or_test_not_train"] == 1 and rel["train_max"] == 2
+    assert t["modalities"].iloc[0]["coverage"] == pytest.approx(0.6)
+
+
+def test_clean_splits_removes_duplicates_and_leaks_only():
+    data = toy()
+    clean = clean_splits(data)
+    assert clean.name == "toy[clean]" and clean.meta["removed_lines"] == {"valid": 2, "test": 2}
+    assert clean.valid.tolist() == [[3, 0, 4], [2, 1, 0]]
+    assert clean.test.tolist() == [[4, 1, 0], [1, 0, 3], [4, 2, 1]]
+    assert np.array_equal(clean.train, data.train) and data.valid.shape == (4, 3)   # input untouched
+
+
+def test_clean_option_in_a_grid_is_recorded():
+    spec = {"path": "unused", "splits": "clean"}
+    assert dataset_label(spec) == "unused[clean]"
+    with pytest.raises(ValueError, match="splits must be one of"):
+        load_dataset({"benchmark": "DB15K", "splits": "tidy"})
+    with pytest.raises(ValueError, match="exactly one of 'benchmark' and 'path'"):
+        load_dataset({"benchmark": "DB15K", "path": "x"})
+
+
+@needs_shared
+def test_db15k_audit_matches_the_dataset_readme(home):
+    catalog.fetch("DB15K", mirror=str(SHARED), log=lambda *a: None)
+    t = audit(load_dataset("DB15K"))
+    valid = t["splits"].set_index("split").loc["valid"]
+    assert valid["lines"] == 9904 and valid["duplicate_lines"] == 2423
+    overlap = dict(zip(t["overlap"]["splits"], t["overlap"]["distinct_triples"]))
+    assert overlap["train ∩ valid"] == 6584 and overlap["valid ∩ test"] == 824 and overlap["train ∩ test"] == 0
+    assert t["splits"].set_index("split").loc["test", "lines_with_entity_unseen_in_train"] == 77
+    clean = load_dataset({"benchmark": "DB15K", "splits": "clean"})
+    assert clean.name == "DB15K[clean]" and len(clean.valid) == 7481 - 6584 - 0 and len(clean.test) == 9902 - 824
+    cell = grid_from_dict({"models": ["distmult"], "datasets": [{"benchmark": "DB15K", "splits": "clean"}],
+                           "seeds": [0]}).cells[0]
+    config = resolve(cell, clean)
+    assert config["dataset"]["spec"]["splits"] == "clean" and config["dataset"]["name"] == "DB15K[clean]"
+
+
+@needs_shared
+def test_cli_audit_writes_tables(home, tmp_path, capsys):
+    assert main(["--results", str(tmp_path), "data", "audit", "MKG-Y", "--fetch", "--mirror", str(SHARED)]) == 0
+    assert "duplicate_lines" in capsys.readouterr().out
+    assert (tmp_path / "tables" / "audit_MKG-Y.md").is_file() and (tmp_path / "tables" / "audit_MKG-Y.csv").is_file()
+    assert main(["--results", str(tmp_path), "data", "audit", "synthetic_tiny", "--clean"]) == 0
+    assert (tmp_path / "tables" / "audit_synthetic_tiny[clean].md").is_file()
