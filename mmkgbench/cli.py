@@ -78,7 +78,6 @@ def cmd_data(args) -> int:
 
 def _audit(args) -> int:
     """Print the audit of each named data set and write it to results/tables/audit_<name>.{md,csv}."""
-    import os
     from pathlib import Path
 
     import pandas as pd
@@ -87,10 +86,10 @@ def _audit(args) -> int:
     from mmkgbench.catalog import is_benchmark
     from mmkgbench.datasets import DATASETS, load_dataset
     from mmkgbench.registry import normalise
+    from mmkgbench.results import write_text_atomic
     if not args.names:
         raise ValueError("data audit needs a data set: a benchmark name (DB15K ...), a synthetic name or a folder")
     out_dir = Path(args.results) / "tables"
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.names:
         if normalise(name) in DATASETS:
             data = load_dataset(name)
@@ -102,13 +101,9 @@ def _audit(args) -> int:
         text = audit_markdown(data)
         print(text)
         stem = out_dir / f"audit_{data.name.replace('/', '_')}"
-        tables = audit(data)
-        rows = [frame.assign(table=title) for title, frame in tables.items()]
-        for path, write in ((stem.with_suffix(".md"), lambda p: p.write_text(text, encoding="utf-8")),
-                            (stem.with_suffix(".csv"), lambda p: pd.concat(rows).to_csv(p, index=False))):
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            write(tmp)
-            os.replace(tmp, path)
+        rows = [frame.assign(table=title) for title, frame in audit(data).items()]
+        write_text_atomic(stem.with_suffix(".md"), text)
+        write_text_atomic(stem.with_suffix(".csv"), pd.concat(rows).to_csv(index=False))
         print(f"written: {stem.with_suffix('.md')}, {stem.with_suffix('.csv')}")
     return 0
 

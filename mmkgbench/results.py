@@ -75,14 +75,20 @@ def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd
     return final
 
 
+def write_text_atomic(path, text: str) -> Path:
+    """Write `text` to `path` through a hidden temporary file and one rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 def write_failure(root, run_id: str, info: dict) -> Path:
     """Record why a run failed (atomically); it is retried by the next `run`."""
-    d = Path(root) / "failed"
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f".{run_id}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, d / f"{run_id}.json")
-    return d / f"{run_id}.json"
+    return write_text_atomic(Path(root) / "failed" / f"{run_id}.json",
+                             json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def clean_stale(root) -> list[Path]:

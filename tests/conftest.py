@@ -1,5 +1,8 @@
-"""Shared fixtures: a seeded tiny synthetic MMKG (no files) and a results folder per test."""
+"""Shared fixtures: a seeded tiny synthetic MMKG (no files), where the real data live, an isolated cache."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +19,17 @@ def tiny_mmkg(seed: int = 0):
 @pytest.fixture(scope="session")
 def tiny():
     return tiny_mmkg()
+
+
+# The real benchmarks, read-only, beside the repository (CI) or wherever MMKGBENCH_SHARED_DATASETS points.
+SHARED = Path(os.environ.get("MMKGBENCH_SHARED_DATASETS")
+              or Path(__file__).resolve().parents[2] / "shared" / "datasets").expanduser()
+needs_shared = pytest.mark.skipif(not (SHARED / "MKG-Y" / "train.txt").is_file(),
+                                  reason=f"real data not found at {SHARED}")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty $MMKGBENCH_HOME, so no test reads or writes the user's cache."""
+    monkeypatch.setenv("MMKGBENCH_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import SHARED, needs_shared
 from mmkgbench import catalog
 from mmkgbench.audit import audit, clean_splits
 from mmkgbench.cli import main
 from mmkgbench.data import MMKG
 from mmkgbench.datasets import dataset_label, load_dataset
 from mmkgbench.run import grid_from_dict, resolve
-from test_catalog import SHARED, home, needs_shared  # noqa: F401  (fixture)
 
 
 def toy() -> MMKG:

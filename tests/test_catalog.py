@@ -2,27 +2,16 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from conftest import SHARED, needs_shared
 from mmkgbench import catalog
 from mmkgbench.cli import main
 from mmkgbench.data import DataError
 from mmkgbench.datasets import dataset_label, load_dataset
-
-SHARED = Path(os.environ.get("MMKGBENCH_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-needs_shared = pytest.mark.skipif(not (SHARED / "MKG-Y" / "train.txt").is_file(),
-                                  reason=f"real data not found at {SHARED}")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MMKGBENCH_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
 
 def leftovers(home: Path) -> list[Path]:
     d = home / "datasets"

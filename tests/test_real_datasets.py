@@ -6,24 +6,17 @@ the whole module is skipped.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import SHARED
 from mmkgbench.data import SPLITS
 from mmkgbench.loaders import load_folder, load_momok, load_openke
 
 
-def _datasets_root() -> Path:
-    env = os.environ.get("MMKGBENCH_SHARED_DATASETS")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
-ROOT = _datasets_root()
+ROOT = SHARED
 NAMES = ("DB15K", "MKG-W", "MKG-Y", "Kuai16K")
 
 if not all((ROOT / ds / "entity2id.txt").is_file() for ds in NAMES):
