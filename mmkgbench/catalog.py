@@ -23,6 +23,17 @@ from mmkgbench.registry import normalise
 MOMOK_COMMIT = "99c2df114d48c79708ea0608644b685183d81bd9"
 BASE_URL = f"https://raw.githubusercontent.com/zjukg/MoMoK/{MOMOK_COMMIT}/datasets"
 FILES = ("entity2id.txt", "relation2id.txt", "train.txt", "valid.txt", "test.txt")
+LITERALS_COMMIT = "4ba50f2a57f408fe45c0bac542cd2838ef7c2ae6"
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A side file of a benchmark that lives elsewhere (e.g. numeric literals): stored at `path` in
+    the benchmark's cache folder, downloaded from `url`, or from `<mirror>/<folder>/<path>`."""
+
+    path: str
+    url: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,11 @@ class Benchmark:
     test: int
     sha256: dict
     citation: str
+    extras: tuple = ()
+
+    def expected(self) -> dict:
+        """Every file of a complete copy -> its SHA-256 (triples and extras)."""
+        return {**self.sha256, **{e.path: e.sha256 for e in self.extras}}
 
 
 CATALOG: dict[str, Benchmark] = {
@@ -47,7 +63,12 @@ CATALOG: dict[str, Benchmark] = {
         "train.txt": "0a9e724d71372f23432e5370e62bd8f94f6d37882be955deca460014d3f6e23c",
         "valid.txt": "73e936ee24e11bd0fd31630a573ea3801da930c7fb6a7397ce0fed47f6f7f133",
         "test.txt": "6c437beaaa65de21f910b447d0c02a5b3aac75ba91de9017eb72cf8495a2260f"},
-        "Liu et al. 2019 (MMKG, ESWC), split by Xu et al. 2022 (MMRNS)"),
+        "Liu et al. 2019 (MMKG, ESWC), split by Xu et al. 2022 (MMRNS)",
+        # Numeric literals (225 attributes, 10,947 entities) as used by literal-aware KGE work.
+        (Extra("literals/DB15k_Numeric_triples_processed.txt",
+               f"https://raw.githubusercontent.com/sapkotaruz11/Literal_KGs/{LITERALS_COMMIT}/DB15k/"
+               "DB15k_Numeric_triples_processed.txt",
+               "6338b867df23ae3b14250cacb13e1416a6594095872705940eab864526370d52"),)),
     "mkg_w": Benchmark("MKG-W", "MKG-W", 15000, 169, 34196, 4276, 4274, {
         "entity2id.txt": "805e2e9a9a8fff032e2caa17233d8ceaaf2356221c66d6ad3c17d31292d360f5",
         "relation2id.txt": "7035491ec0b2865e1220ec9491aafbcf3ff3d6c797816a0129735e0be9f2ea29",
@@ -101,7 +122,15 @@ def cache_dir(name: str) -> Path:
 
 
 def is_fetched(name: str) -> bool:
-    return (cache_dir(name) / "VERIFIED.json").is_file()
+    """True when the cache holds a complete, verified copy of every file the catalog lists today."""
+    marker = cache_dir(name) / "VERIFIED.json"
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text()).get("sha256")
+    except (OSError, ValueError):
+        return False
+    return recorded == get_benchmark(name).expected()   # an older copy without a newer extra file is refetched
 
 
 def sha256_of(path: Path) -> str:
@@ -148,16 +177,24 @@ def fetch(name: str, mirror: str | None = None, log=print) -> Path:
     tmp = final.parent / f".tmp-{bench.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        for fname in FILES:
-            source = f"{base.rstrip('/')}/{bench.folder}/{fname}" if is_url else str(Path(base) / bench.folder / fname)
+        expected = bench.expected()
+        for fname in expected:
+            extra = next((e for e in bench.extras if e.path == fname), None)
+            if mirror is None and extra is not None:
+                source = extra.url
+            elif is_url:
+                source = f"{base.rstrip('/')}/{bench.folder}/{fname}"
+            else:
+                source = str(Path(base) / bench.folder / fname)
             log(f"{bench.name}: {fname} <- {source}")
+            (tmp / fname).parent.mkdir(parents=True, exist_ok=True)
             _copy_from(source, tmp / fname)
             got = sha256_of(tmp / fname)
-            if got != bench.sha256[fname]:
-                raise FetchError(f"{source}: checksum mismatch (SHA-256 {got}, expected {bench.sha256[fname]}); "
+            if got != expected[fname]:
+                raise FetchError(f"{source}: checksum mismatch (SHA-256 {got}, expected {expected[fname]}); "
                                  "the file was not stored")
         (tmp / "VERIFIED.json").write_text(json.dumps({"benchmark": bench.name, "source": base,
-                                                       "sha256": bench.sha256}, indent=2) + "\n")
+                                                       "sha256": expected}, indent=2) + "\n")
         if final.exists():            # an unverified leftover (no VERIFIED.json): replace it
             shutil.rmtree(final)
         os.rename(tmp, final)

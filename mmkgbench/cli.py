@@ -6,6 +6,9 @@
     python run_bench.py list                  # models, scenarios, data sets, grids
     python run_bench.py report [--grid NAME]  # Markdown tables from results/, without training
     python run_bench.py data fetch DB15K [--mirror DIR_OR_URL]   # download + verify a benchmark
+    python run_bench.py data audit DB15K      # duplicates, leakage, unseen entities, coverage
+    python run_bench.py data features text DB15K [--encoder e5-small] [--names FILE]
+    python run_bench.py data features check DB15K --from DIR [--transform momok]
 """
 from __future__ import annotations
 
@@ -70,6 +73,8 @@ def cmd_data(args) -> int:
         return 0
     if args.action == "audit":
         return _audit(args)
+    if args.action == "features":
+        return _features(args)
     for b in catalog.CATALOG.values():        # status
         state = "verified" if catalog.is_fetched(b.name) else "not fetched"
         print(f"{b.name:<7} {state:<12} {catalog.cache_dir(b.name)}")
@@ -105,6 +110,54 @@ def _audit(args) -> int:
         write_text_atomic(stem.with_suffix(".md"), text)
         write_text_atomic(stem.with_suffix(".csv"), pd.concat(rows).to_csv(index=False))
         print(f"written: {stem.with_suffix('.md')}, {stem.with_suffix('.csv')}")
+    return 0
+
+
+def _load_named(name: str, args):
+    from mmkgbench.catalog import is_benchmark
+    from mmkgbench.datasets import DATASETS, load_dataset
+    from mmkgbench.registry import normalise
+    if normalise(name) in DATASETS:
+        return load_dataset(name)
+    return load_dataset({"benchmark" if is_benchmark(name) else "path": name}, fetch_missing=args.fetch,
+                        mirror=args.mirror)
+
+
+def _features(args) -> int:
+    """data features text NAME...: encode entity names and cache them.
+    data features numeric DB15K: the numeric literal modality, summarised.
+    data features check NAME --from DIR [--transform T]: import feature files and show what a model gets."""
+    kinds = ("text", "numeric", "check")
+    if not args.names or args.names[0] not in kinds or len(args.names) < 2:
+        raise ValueError(f"usage: data features {{{','.join(kinds)}}} NAME [NAME ...] (see --help)")
+    kind, names = args.names[0], args.names[1:]
+    for name in names:
+        data = _load_named(name, args)
+        if kind == "text":
+            from mmkgbench.text import compute_text_features
+            compute_text_features(data, args.encoder, args.names_file, force=args.force)
+            continue
+        from mmkgbench.datasets import add_features
+        if kind == "numeric":
+            data = add_features(data, {"numeric": "literals"})
+            print(data.summary())
+            print("  " + ", ".join(f"{k}: {v}" for k, v in data.meta["numeric"].items()))
+            continue
+        from mmkgbench.features import FEATURE_TRANSFORMS, PUBLISHED_DIMS
+        if not args.source:
+            raise ValueError("data features check needs --from DIR (a folder of feature files) ")
+        data = add_features(data, args.source)
+        print(data.summary())
+        for m, path in data.meta["features"].items():
+            published = PUBLISHED_DIMS.get(data.meta.get("benchmark"), {}).get(m)
+            d = data.features[m].shape[1]
+            note = "" if published is None else (" (as published)" if d == published else
+                                                 f" (published files have {published})")
+            print(f"  {m}: {path}, d={d}{note}")
+        if args.transform != "none":
+            data = FEATURE_TRANSFORMS[args.transform](data)
+            print(f"after transform {args.transform!r}: " +
+                  ", ".join(f"{m} d={data.features[m].shape[1]}" for m in data.modalities))
     return 0
 
 
@@ -155,13 +208,22 @@ def main(argv=None) -> int:
     p_rep.add_argument("--grid", default=None, help="only the runs of this grid")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])
     sub.add_parser("list", help="registered models, scenarios, data sets and grids")
-    p_data = sub.add_parser("data", help="standard benchmarks: fetch (download + verify), status, audit")
-    p_data.add_argument("action", choices=["fetch", "status", "audit"])
+    p_data = sub.add_parser("data", help="standard benchmarks: fetch (download + verify), status, audit, features")
+    p_data.add_argument("action", choices=["fetch", "status", "audit", "features"])
     p_data.add_argument("names", nargs="*", help="DB15K, MKG-W, MKG-Y, KVC16K (fetch: default all); audit also "
-                                                 "takes synthetic names and folders")
+                                                 "takes synthetic names and folders; features: text|numeric|check "
+                                                 "then names")
+    p_data.add_argument("--encoder", default="e5-small", help="features text: the sentence encoder (default "
+                                                               "e5-small; minilm for English names)")
+    p_data.add_argument("--names", dest="names_file", default=None,
+                        help="features text: a file of 'entity<TAB>text' lines (required for MKG-W)")
+    p_data.add_argument("--force", action="store_true", help="features text: encode again even if cached")
+    p_data.add_argument("--from", dest="source", default=None, help="features check: folder of feature files")
+    p_data.add_argument("--transform", default="none", choices=["none", "l2", "momok"],
+                        help="features check: preprocessing to apply (momok = MoMoK's L2 + pooling)")
     p_data.add_argument("--mirror", default=None, help="a folder holding <NAME>/<file>, or a base URL")
     p_data.add_argument("--clean", action="store_true", help="audit: after removing duplicates and leaked triples")
-    p_data.add_argument("--fetch", action="store_true", help="audit: fetch a benchmark that is not cached")
+    p_data.add_argument("--fetch", action="store_true", help="audit/features: fetch a benchmark that is not cached")
     args = parser.parse_args(argv)
     if args.cmd is None:                 # the default comparison
         args = parser.parse_args(["--results", args.results, "run"])

@@ -12,7 +12,8 @@ from pathlib import Path
 from mmkgbench import catalog
 from mmkgbench.audit import SPLIT_POLICIES, clean_splits
 from mmkgbench.data import MMKG, DataError
-from mmkgbench.loaders import load_folder, load_momok, with_features
+from mmkgbench.features import FEATURE_TRANSFORMS
+from mmkgbench.loaders import load_folder, load_momok
 from mmkgbench.registry import normalise
 from mmkgbench.synthetic import synthetic_mmkg
 
@@ -62,15 +63,48 @@ def load_benchmark(name: str, fetch_missing: bool = False, mirror: str | None = 
     return data.replace(meta={**data.meta, "benchmark": bench.name, "source": catalog.BASE_URL})
 
 
-TABLE_KEYS = ("benchmark", "path", "name", "layout", "features", "splits")
+TABLE_KEYS = ("benchmark", "path", "name", "layout", "features", "transform", "splits")
+
+
+def add_features(data: MMKG, features, resolve=lambda p: Path(p)) -> MMKG:
+    """Apply a grid's `features` entry: a folder of feature files (MoMoK or NATIVE names), or a table
+    modality -> source, where a source is a file, `"encoded"` / `"encoded:<encoder>"` (the cached
+    text features of `data features text`) or `"literals"` (DB15K's numeric literals, numeric only)."""
+    from mmkgbench.features import import_features
+    from mmkgbench.literals import numeric_features
+    from mmkgbench.text import DEFAULT_ENCODER, load_text_features
+    if isinstance(features, str):
+        return import_features(data, resolve(features))
+    if not isinstance(features, dict):
+        raise ValueError(f"features must be a folder or a table modality -> source, got {features!r}")
+    files = {}
+    for m, source in features.items():
+        source = str(source)
+        if source == "encoded" or source.startswith("encoded:"):
+            if m != "text":
+                raise ValueError(f"features.{m} = {source!r}: only text can be encoded from entity names")
+            data = load_text_features(data, source.partition(":")[2] or DEFAULT_ENCODER)
+        elif source == "literals":
+            bench = data.meta.get("benchmark")
+            extra = next((e for e in catalog.get_benchmark(bench).extras if "literals" in e.path), None) \
+                if bench else None
+            if m != "numeric" or extra is None:
+                raise ValueError(f"features.{m} = 'literals': numeric literals exist for DB15K only "
+                                 "(as features.numeric); name a literal file for other data")
+            data = numeric_features(data, catalog.cache_dir(bench) / extra.path)
+        else:
+            files[m] = resolve(source)
+    return import_features(data, files) if files else data
 
 
 def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False, mirror: str | None = None) -> MMKG:
     """The MMKG a grid entry names. Relative paths resolve against `base` (the grid file's folder).
 
-    A table may hold `benchmark` (a catalog name) or `path`, plus `name`, `layout`, `features`
-    (modality -> file) and `splits`: "as_published" (default) or "clean" (duplicates and leaked
-    triples removed from valid/test, `mmkgbench.audit.clean_splits`; the name gets "[clean]").
+    A table may hold `benchmark` (a catalog name) or `path`, plus `name`, `layout`, `features` (a
+    folder, or modality -> source: see `add_features`), `transform` ("none", "l2" or "momok":
+    `mmkgbench.features.FEATURE_TRANSFORMS`, applied after all features are read) and `splits`:
+    "as_published" (default) or "clean" (duplicates and leaked triples removed from valid/test,
+    `mmkgbench.audit.clean_splits`; the name gets "[clean]").
     """
     if isinstance(spec, str) and normalise(spec) in DATASETS:
         return DATASETS[normalise(spec)]()
@@ -102,5 +136,11 @@ def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False,
     if spec.get("name"):
         data = data.replace(name=spec["name"])
     if spec.get("features"):
-        data = with_features(data, {m: resolve(p) for m, p in spec["features"].items()})
+        data = add_features(data, spec["features"], resolve)
+    transform = spec.get("transform", "none")
+    if transform not in FEATURE_TRANSFORMS:
+        raise ValueError(f"data set table {spec!r}: transform must be one of {sorted(FEATURE_TRANSFORMS)}, "
+                         f"got {transform!r}")
+    if transform != "none":
+        data = FEATURE_TRANSFORMS[transform](data)
     return clean_splits(data) if splits == "clean" else data

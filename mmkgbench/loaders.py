@@ -182,6 +182,19 @@ def load_folder(folder, name: str | None = None, layout: str = "auto") -> MMKG:
     return loaders[layout](folder, name=name)
 
 
+def _numpy_array_globals() -> list:
+    """What unpickling a plain numpy array needs (MoMoK's .pth files may hold one, saved by torch.save).
+
+    Only the array constructor and dtype are allowed: an object array's elements would need further
+    globals, which `weights_only` still refuses, so code in a file is never run.
+    """
+    core = getattr(np, "_core", None) or np.core
+    numeric = [np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+               np.uint32, np.uint64]
+    dtype_classes = [type(np.dtype(t)) for t in numeric]          # numpy >= 1.25 pickles dtypes by class
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, *dict.fromkeys(dtype_classes)]
+
+
 def load_features(path, num_entities: int) -> np.ndarray:
     """An (E, d) float32 feature matrix from .pth/.pt/.npy/.npz; row i = entity id i."""
     path = Path(path)
@@ -191,12 +204,16 @@ def load_features(path, num_entities: int) -> np.ndarray:
     try:
         if suffix in (".pth", ".pt"):
             import torch
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_numpy_array_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, dict) and len(obj) == 1:
                 obj = next(iter(obj.values()))
-            if not isinstance(obj, torch.Tensor):
-                raise DataError(path, f"expected one tensor, found {type(obj).__name__}")
-            x = (obj.float() if obj.dtype in (torch.float16, torch.bfloat16) else obj).detach().numpy()
+            if isinstance(obj, torch.Tensor):
+                x = (obj.float() if obj.dtype in (torch.float16, torch.bfloat16) else obj).detach().numpy()
+            elif isinstance(obj, np.ndarray):
+                x = obj
+            else:
+                raise DataError(path, f"expected one tensor or array, found {type(obj).__name__}")
         elif suffix == ".npy":
             x = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
@@ -209,7 +226,12 @@ def load_features(path, num_entities: int) -> np.ndarray:
     except DataError:
         raise
     except Exception as err:  # pickle refused, truncated file, ...: report it as bad data
-        raise DataError(path, f"cannot read features: {type(err).__name__}: {err}") from None
+        text = str(err)
+        if "Weights only load failed" in text:   # keep torch's one informative line, not its advice
+            why = next((ln.strip() for ln in text.splitlines() if "global" in ln.lower() or "but got" in ln), "")
+            raise DataError(path, "refused: the file is a pickle that holds more than tensors or numeric arrays "
+                                  f"(torch.load(weights_only=True): {why[:200]})") from None
+        raise DataError(path, f"cannot read features: {type(err).__name__}: {text[:300]}") from None
     kind = np.asarray(x).dtype.kind
     if kind not in "iuf":                      # bool, complex, object, strings: not features
         raise DataError(path, f"features must be numeric, got dtype {np.asarray(x).dtype}")

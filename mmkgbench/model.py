@@ -39,13 +39,17 @@ class ModelInputs:
     """What a model may know about the data: sizes, and features of the modalities it reads.
 
     num_relations counts reciprocal relations (2R). features: modality -> float32 (E, d_m);
-    present: modality -> bool (E,). Both only hold the modalities the model asked for.
+    present: modality -> bool (E,). Both only hold the modalities the model asked for. Rows of
+    absent entities are already filled by the run's `fill` policy (mmkgbench.features): "zeros" or
+    "mean"; under "learned" they hold the mean, and a model builds its tables with
+    `mmkgbench.features.FeatureTable`, which swaps in a trainable vector.
     """
 
     num_entities: int
     num_relations: int
     features: dict[str, Tensor] = field(default_factory=dict)
     present: dict[str, Tensor] = field(default_factory=dict)
+    fill: str = "zeros"
 
 
 class KGEModel(nn.Module):

@@ -29,6 +29,7 @@ import mmkgbench
 from mmkgbench.data import MMKG
 from mmkgbench.datasets import dataset_label, load_dataset
 from mmkgbench.evaluate import EvalConfig, evaluate
+from mmkgbench.features import FILL_POLICIES, fill_features
 from mmkgbench.model import ModelInputs
 from mmkgbench.models import MODELS, get_model
 from mmkgbench.ranking import KnownAnswers
@@ -46,7 +47,10 @@ else:  # pragma: no cover
 # Bump when the evaluation protocol or the result schema changes: part of every run id.
 PROTOCOL = "harness-v1"
 GRID_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-GRID_KEYS = {"name", "description", "models", "datasets", "seeds", "scenarios", "train", "eval", "overrides"}
+GRID_KEYS = {"name", "description", "models", "datasets", "seeds", "scenarios", "train", "eval", "inputs", "overrides"}
+# [inputs]: what a model that reads features sees where an entity lacks a modality
+# (mmkgbench.features.FILL_POLICIES). Zeros by default, as methods.md §4 and MACO/MMRNS do.
+INPUT_DEFAULTS = {"fill": "zeros"}
 
 
 class GridError(ValueError):
@@ -65,6 +69,7 @@ class Cell:
     model_overrides: tuple = ()
     train_overrides: tuple = ()
     eval_overrides: tuple = ()
+    fill: str = INPUT_DEFAULTS["fill"]
 
     @property
     def dataset_spec(self):
@@ -174,10 +179,11 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = ()) -
             raise GridError(f"{where}: scenarios.{name} must be a list of levels in [0, 1], got {levels!r}")
     train_all = dict(spec.get("train", {}))
     eval_all = dict(spec.get("eval", {}))
+    inputs = {**INPUT_DEFAULTS, **dict(spec.get("inputs", {}))}
     overrides = {normalise(k): dict(v) for k, v in spec.get("overrides", {}).items()}
     for section, key, value in (_parse_set(s) for s in sets):
         target = train_all if section == "train" else eval_all if section == "eval" else \
-            overrides.setdefault(normalise(section), {})
+            inputs if section == "inputs" else overrides.setdefault(normalise(section), {})
         target[key] = value
     tfields, efields = _field_types(TrainConfig), _field_types(EvalConfig)
     for key, value in train_all.items():
@@ -188,6 +194,11 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = ()) -
         if key not in efields:
             raise GridError(f"{where}: [eval] unknown key {key!r}; valid: {sorted(efields)}")
         eval_all[key] = _check_value(f"{where} [eval]", key, value, efields[key])
+    for key, value in inputs.items():
+        if key not in INPUT_DEFAULTS:
+            raise GridError(f"{where}: [inputs] unknown key {key!r}; valid: {sorted(INPUT_DEFAULTS)}")
+    if inputs["fill"] not in FILL_POLICIES:
+        raise GridError(f"{where}: [inputs] fill must be one of {list(FILL_POLICIES)}, got {inputs['fill']!r}")
     for m in overrides:
         if m not in MODELS:
             raise GridError(f"{where}: [overrides.{m}] names an unknown model; choose from {sorted(MODELS)}")
@@ -202,7 +213,7 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = ()) -
                     for seed in seeds:
                         cells.append(Cell(model, ds, normalise(scenario), float(level), int(seed),
                                           tuple(sorted(m_over.items())), tuple(sorted(t_all.items())),
-                                          tuple(sorted(eval_all.items()))))
+                                          tuple(sorted(eval_all.items())), inputs["fill"]))
     return Grid(name=spec.get("name") or (path.stem if path else "grid"), path=path, cells=tuple(cells),
                 description=spec.get("description", ""))
 
@@ -225,8 +236,12 @@ def resolve(cell: Cell, data: MMKG) -> dict:
     ecfg = EvalConfig(**dict(cell.eval_overrides))
     spec = _thaw(cell.dataset) if isinstance(cell.dataset, tuple) else cell.dataset
     sc = get_scenario(cell.scenario)
+    seen = model_modalities(cls, data)
+    # The fill policy matters only to a model that reads features: leaving it out otherwise keeps
+    # structure-only runs from being redone when it changes.
+    inputs = {"modalities": list(seen), "fill": cell.fill} if seen else {"modalities": []}
     return {"protocol": PROTOCOL, "model": cell.model, "model_config": asdict(mcfg), "train": asdict(tcfg),
-            "eval": asdict(ecfg), "reciprocal": True,
+            "eval": asdict(ecfg), "inputs": inputs, "reciprocal": True,
             "filter": {"test": "train+valid+test",
                        "valid": "train+valid+test" if ecfg.filter_valid_with_test else "train+valid"},
             "dataset": {"name": data.name, "spec": spec, "fingerprint": data.fingerprint()},
@@ -262,16 +277,25 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def model_modalities(cls, data: MMKG) -> tuple[str, ...]:
+    """The modalities of `data` a model class reads; an error when it needs one the data lacks."""
+    missing = [m for m in cls.modalities if m != "*" and m not in data.features]
+    if missing:
+        raise ValueError(f"{cls.__name__} needs modalities {missing}, which {data.name} does not have "
+                         f"(it has {list(data.modalities) or 'none'})")
+    return data.modalities if cls.modalities == ("*",) else tuple(cls.modalities)
+
+
 def build_model(cell: Cell, config: dict, data: MMKG):
     """The model of a cell on the CPU, initialised from a generator derived from the seed."""
     cls = get_model(cell.model)
-    wanted = data.modalities if cls.modalities == ("*",) else tuple(m for m in cls.modalities if m in data.features)
-    missing = [m for m in cls.modalities if m != "*" and m not in data.features]
-    if missing:
-        raise ValueError(f"{cell.model} needs modalities {missing}, which {data.name} does not have")
+    wanted = model_modalities(cls, data)
+    fill = config["inputs"].get("fill", INPUT_DEFAULTS["fill"])
+    present = {m: torch.from_numpy(np.array(data.present[m])) for m in wanted}
+    # Absent rows are filled here, so no model ever reads whatever a loader or scenario left there.
+    features = {m: fill_features(torch.from_numpy(np.array(data.features[m])), present[m], fill) for m in wanted}
     inputs = ModelInputs(num_entities=data.num_entities, num_relations=2 * data.num_relations,
-                         features={m: torch.from_numpy(np.array(data.features[m])) for m in wanted},
-                         present={m: torch.from_numpy(np.array(data.present[m])) for m in wanted})
+                         features=features, present=present, fill=fill)
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cell.seed, 1]).generate_state(1)[0]))
     return cls(cls.Config(**config["model_config"]), inputs, gen)
 

