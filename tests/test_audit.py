@@ -78,3 +78,27 @@ def test_cli_audit_writes_tables(home, tmp_path, capsys):
     assert (tmp_path / "tables" / "audit_MKG-Y.md").is_file() and (tmp_path / "tables" / "audit_MKG-Y.csv").is_file()
     assert main(["--results", str(tmp_path), "data", "audit", "synthetic_tiny", "--clean"]) == 0
     assert (tmp_path / "tables" / "audit_synthetic_tiny[clean].md").is_file()
+
+
+# The README's audit table ("What is wrong with each benchmark"): duplicate lines per split,
+# distinct triples shared between splits, lines with an entity / relation unseen in train.
+README_AUDIT = {
+    "DB15K": ((0, 2423, 0), (6584, 0, 824), {"valid": (3, 1), "test": (77, 7)}),
+    "MKG-W": ((0, 0, 0), (0, 0, 0), {"valid": (333, 1), "test": (306, 0)}),
+    "MKG-Y": ((0, 0, 0), (0, 0, 0), {"valid": (400, 0), "test": (388, 0)}),
+    "Kuai16K": ((171, 3, 2), (30, 48, 5), {"valid": (5, 0), "test": (13, 0)}),
+}
+
+
+@needs_shared
+@pytest.mark.parametrize("folder", sorted(README_AUDIT))
+def test_audit_of_every_benchmark_matches_the_readme(folder):
+    from mmkgbench.loaders import load_momok
+    t = audit(load_momok(SHARED / folder))
+    dups, overlaps, unseen = README_AUDIT[folder]
+    splits = t["splits"].set_index("split")
+    assert tuple(splits.loc[["train", "valid", "test"], "duplicate_lines"]) == dups
+    assert tuple(t["overlap"]["distinct_triples"]) == overlaps
+    for s, (ent, rel) in unseen.items():
+        assert (splits.loc[s, "lines_with_entity_unseen_in_train"], splits.loc[s, "lines_with_relation_unseen_in_train"]) \
+            == (ent, rel)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -115,3 +116,43 @@ def test_cli_data_fetch_and_status(home, capsys):
     assert "MKG-Y   verified" in out and "MKG-W   not fetched" in out
     assert main(["data", "fetch", "MKG-W", "--mirror", str(home / "nowhere")]) == 2
     assert "file not found in the mirror" in capsys.readouterr().err
+
+
+@needs_shared
+def test_db15k_fetch_includes_its_numeric_literals(home):
+    folder = catalog.fetch("DB15K", mirror=str(SHARED), log=lambda *a: None)
+    extra = catalog.get_benchmark("DB15K").extras[0]
+    assert (folder / extra.path).is_file() and catalog.sha256_of(folder / extra.path) == extra.sha256
+    assert extra.url.startswith("https://raw.githubusercontent.com/sapkotaruz11/Literal_KGs/")
+    data = load_dataset({"benchmark": "DB15K", "features": {"numeric": "literals"}})
+    assert data.features["numeric"].shape == (12842, 225)
+
+
+@needs_shared
+def test_a_copy_that_predates_an_extra_file_is_fetched_again(home, tmp_path):
+    folder = catalog.fetch("DB15K", mirror=str(SHARED), log=lambda *a: None)
+    marker = folder / "VERIFIED.json"
+    old = json.loads(marker.read_text())
+    old["sha256"] = catalog.get_benchmark("DB15K").sha256          # as written before literals were listed
+    marker.write_text(json.dumps(old))
+    (folder / "literals" / "DB15k_Numeric_triples_processed.txt").unlink()
+    assert not catalog.is_fetched("DB15K")
+    catalog.fetch("DB15K", mirror=str(SHARED), log=lambda *a: None)
+    assert catalog.is_fetched("DB15K") and leftovers(home) == [folder]
+
+
+@needs_shared
+def test_missing_extra_file_in_the_mirror_leaves_a_clean_cache(home, tmp_path):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(SHARED / "DB15K", mirror / "DB15K", ignore=shutil.ignore_patterns("literals", "openke"))
+    with pytest.raises(catalog.FetchError, match=r"DB15K/literals/DB15k_Numeric_triples_processed\.txt: file not "
+                                                 r"found in the mirror"):
+        catalog.fetch("DB15K", mirror=str(mirror), log=lambda *a: None)
+    assert leftovers(home) == [] and not catalog.is_fetched("DB15K")
+
+
+def test_literals_of_a_benchmark_without_them_is_refused(home):
+    from mmkgbench.datasets import add_features
+    from mmkgbench.synthetic import synthetic_mmkg
+    with pytest.raises(ValueError, match="numeric literals exist for DB15K only"):
+        add_features(synthetic_mmkg(num_entities=20, num_relations=2, num_triples=60), {"numeric": "literals"})
