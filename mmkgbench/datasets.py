@@ -32,11 +32,32 @@ DATASETS = {
 }
 
 
+def feature_suffix(spec: dict, resolve=lambda p: Path(p).expanduser()) -> str:
+    """How a table's features show in the data set's name, so that runs on the same triples with
+    different features never share a name in results: `+image+text@momok`, `+numeric+text~e5-small`."""
+    feats, parts = spec.get("features"), []
+    if isinstance(feats, str):
+        from mmkgbench.features import find_feature_files
+        bench = catalog.get_benchmark(spec["benchmark"]).name if "benchmark" in spec else None
+        try:
+            parts = sorted(find_feature_files(resolve(feats), bench))
+        except DataError:
+            parts = ["features"]          # the error itself is raised when the data set is loaded
+    elif isinstance(feats, dict):
+        for m, source in sorted(feats.items()):
+            source = str(source)
+            encoded = source == "encoded" or source.startswith("encoded:")
+            parts.append(f"{m}~{source.partition(':')[2] or 'e5-small'}" if encoded else m)
+    suffix = "".join(f"+{p}" for p in parts)
+    transform = spec.get("transform", "none")
+    return suffix + (f"@{transform}" if parts and transform != "none" else "")
+
+
 def dataset_label(spec) -> str:
     """A short, stable name for a grid's data set entry (used in results and tables)."""
     if isinstance(spec, dict):
-        base = spec.get("name") or (catalog.get_benchmark(spec["benchmark"]).name if "benchmark" in spec
-                                    else Path(spec["path"]).name)
+        base = spec.get("name") or ((catalog.get_benchmark(spec["benchmark"]).name if "benchmark" in spec
+                                     else Path(spec["path"]).name) + feature_suffix(spec))
         return f"{base}[clean]" if spec.get("splits") == "clean" else base
     key = normalise(str(spec))
     if key in DATASETS:
@@ -133,8 +154,6 @@ def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False,
                              f"not a benchmark {[b.name for b in catalog.CATALOG.values()]}, and not a folder "
                              f"({folder})")
         data = load_folder(folder, name=spec.get("name") or folder.name, layout=spec.get("layout", "auto"))
-    if spec.get("name"):
-        data = data.replace(name=spec["name"])
     if spec.get("features"):
         data = add_features(data, spec["features"], resolve)
     transform = spec.get("transform", "none")
@@ -143,4 +162,6 @@ def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False,
                          f"got {transform!r}")
     if transform != "none":
         data = FEATURE_TRANSFORMS[transform](data)
+    # The name goes into every result row: an explicit `name`, else the source plus the features.
+    data = data.replace(name=spec.get("name") or data.name + feature_suffix(spec, resolve))
     return clean_splits(data) if splits == "clean" else data

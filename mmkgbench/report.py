@@ -18,6 +18,18 @@ def summarise(rows: pd.DataFrame, *, split: str = "test", side: str = "both", me
     """
     sel = rows[(rows["split"] == split) & (rows["side"] == side) & rows["metric"].isin(metrics)]
     keys = ["dataset", "scenario", "level", "model", "metric"]
+    # Two different runs for one seed of one cell are two configurations, not two seeds: averaging
+    # them would report a number nobody ran. Refuse, and say how to pick one set of runs.
+    runs = sel.drop_duplicates("run_id")
+    clash = runs[runs.duplicated(["dataset", "scenario", "level", "model", "seed"], keep=False)]
+    if not clash.empty:
+        first = clash.iloc[0]
+        ids = clash[(clash["model"] == first["model"]) & (clash["dataset"] == first["dataset"]) &
+                    (clash["seed"] == first["seed"])]["run_id"].tolist()
+        raise ValueError(f"results hold {clash['run_id'].nunique()} runs that differ in their settings but share "
+                         f"model, data set, scenario, level and seed (e.g. {first['model']} on {first['dataset']}, "
+                         f"seed {first['seed']}: runs {', '.join(ids)}); report one grid with `report --grid NAME` "
+                         "or move the old runs out of the results folder")
     g = sel.groupby(keys, sort=False)["value"]
     out = g.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"), n_seeds="count")
     return out.reset_index()

@@ -274,3 +274,35 @@ def test_meta_stays_json_after_import_and_transform(tmp_path):
     torch.save(torch.from_numpy(rand(E, 768)), tmp_path / "img_features.pth")
     data = momok_preprocess(import_features(toy("KVC16K"), tmp_path))
     assert json.loads(json.dumps(data.meta))["feature_transform"] == "momok-pool-v1"
+
+
+def test_data_set_names_say_which_features_a_run_had(tmp_path):
+    from mmkgbench.datasets import dataset_label, feature_suffix
+    torch.save(torch.ones(E, 3), tmp_path / "DB15K-visual.pth")
+    torch.save(torch.ones(E, 3), tmp_path / "DB15K-textual.pth")
+    assert feature_suffix({"benchmark": "DB15K", "features": str(tmp_path), "transform": "momok"}) == "+image+text@momok"
+    assert feature_suffix({"benchmark": "DB15K", "features": {"text": "encoded", "numeric": "literals"}}) == \
+           "+numeric+text~e5-small"
+    assert feature_suffix({"benchmark": "DB15K", "features": {"text": "encoded:minilm"}}) == "+text~minilm"
+    assert feature_suffix({"benchmark": "DB15K"}) == ""
+    assert dataset_label({"benchmark": "DB15K", "features": {"image": "x.pth"}, "splits": "clean"}) == \
+           "DB15K+image[clean]"
+    assert dataset_label({"benchmark": "DB15K", "features": {"image": "x.pth"}, "name": "mine"}) == "mine"
+
+
+def test_loaded_name_matches_the_label(tmp_path):
+    from mmkgbench.datasets import dataset_label
+    from mmkgbench.synthetic import synthetic_mmkg
+    data = synthetic_mmkg(num_entities=20, num_relations=2, num_triples=80, seed=1)
+    folder = tmp_path / "kg"
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.txt").write_text("".join(f"{data.entities[h]} {data.relations[r]} {data.entities[t]} .\n"
+                                                     for h, r, t in data.split(split)))
+    (folder / "entity2id.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(data.entities)))
+    (folder / "relation2id.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(data.relations)))
+    np.save(tmp_path / "img.npy", rand(20, 4))
+    spec = {"path": str(folder), "features": {"image": str(tmp_path / "img.npy")}, "transform": "l2"}
+    loaded = load_dataset(spec)
+    assert loaded.name == dataset_label(spec) == "kg+image@l2"
+    np.testing.assert_allclose(np.linalg.norm(loaded.features["image"], axis=1), 1.0, rtol=1e-5)
