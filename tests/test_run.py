@@ -106,7 +106,15 @@ def test_end_to_end_grid_resume_and_report(tmp_path, capsys):
     # a changed setting is a new run
     changed = run_grid(grid_from_dict(TINY_GRID, sets=["distmult.dim=6"]), tmp_path, progress=False, log=quiet)
     assert len(changed["done"]) == 1 and len(changed["skipped"]) == 1
-    assert main(["--results", str(tmp_path), "report"]) == 0
+    # Two distmult configurations for seed 0 now sit side by side: a report over everything refuses
+    # to average them as if they were seeds; a report of one grid shows that grid's runs.
+    assert main(["--results", str(tmp_path), "report"]) == 2
+    assert "differ in their settings" in capsys.readouterr().err
+    toml = tmp_path / "tiny.toml"
+    toml.write_text('models = ["distmult", "tucker"]\ndatasets = ["synthetic_tiny"]\nseeds = [0]\n'
+                    "[train]\nmax_epochs = 2\neval_every = 1\nbatch_size = 64\nnum_negatives = 4\n"
+                    "[overrides.distmult]\ndim = 8\n[overrides.tucker]\nentity_dim = 8\nrelation_dim = 4\n")
+    assert main(["--results", str(tmp_path), "report", "--grid", str(toml)]) == 0
     text = capsys.readouterr().out
     assert "| distmult" in text and "| tucker" in text and "MRR" in text
 
