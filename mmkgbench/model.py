@@ -80,6 +80,25 @@ class KGEModel(nn.Module):
         """Regularisation term for a training batch (already weighted); 0 unless a model adds one."""
         return torch.zeros((), device=h.device)
 
+    # Optional hooks (mmkgbench.train):
+    #   kvsall_loss(e, r, y) -> scalar: the model's own KvsAll objective, y the smoothed (B, E) target.
+    #   auxiliary_parameters() / auxiliary_loss(e, r): an estimator trained by its own optimiser, one
+    #   step after each model step, on detached model outputs (MoMoK's CLUB network).
+    def auxiliary_parameters(self) -> list:
+        """Parameters the model's optimiser must not touch (they have their own); none by default."""
+        return []
+
+    def auxiliary_loss(self, h: Tensor, r: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} declares auxiliary parameters but no auxiliary_loss")
+
+    def interpretation(self, triples: Tensor) -> dict:
+        """Frames (tables) that explain a trained model, saved with its run; none by default.
+
+        triples: int64 (n, 3) (h, r, t) the harness passes (the training split). Returns name -> pandas
+        DataFrame.
+        """
+        return {}
+
 
 def init_(tensor: Tensor, kind: str, generator: torch.Generator, **kw) -> Tensor:
     """Initialise `tensor` in place from `generator` (never the global RNG).

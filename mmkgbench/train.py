@@ -14,6 +14,11 @@ Regimes (a model declares its default in `train_defaults["regime"]`; a run may o
   "margin":   sum_i w_i max(0, margin - f+ + f-_i).
   w = softmax(alpha f-) (detached, self-adversarial; Sun et al. 2019), uniform when alpha = 0.
 
+Models with an objective of their own: `kvsall_loss(e, r, y)` replaces the BCE on `score_t` (y is
+the smoothed (B, E) target), and `auxiliary_parameters()` / `auxiliary_loss(e, r)` declare an
+estimator trained by its own optimiser in alternation with the model (one step each per batch).
+The loop knows nothing else about any model.
+
 Model selection (the benchmark owns it, house-style §4.4): every `eval_every` epochs the model
 is evaluated on valid (filtered), the best `selection_metric` is kept, training stops after
 `patience` evaluations without improvement, and the best weights are restored. Test is never seen.
@@ -95,12 +100,15 @@ def _kvsall_batches(queries: torch.Tensor, gen: torch.Generator, batch_size: int
 
 def _kvsall_loss(model, q: torch.Tensor, answers: KnownAnswers, cfg: TrainConfig) -> torch.Tensor:
     e, r = q[:, 0], q[:, 1]
-    logits = model.score_t(e, r)
     rows, cols = answers.lookup(e, r)
-    y = torch.zeros_like(logits, dtype=torch.float32)
+    y = torch.zeros((len(e), model.num_entities), dtype=torch.float32, device=e.device)
     y[rows, cols] = 1.0
-    y = (1.0 - cfg.label_smoothing) * y + 1.0 / logits.shape[1]
-    loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+    y = (1.0 - cfg.label_smoothing) * y + 1.0 / model.num_entities
+    own = getattr(model, "kvsall_loss", None)
+    if own is not None:          # a model whose objective is not one BCE on score_t (MoMoK: one per modality)
+        loss = own(e, r, y)
+    else:
+        loss = F.binary_cross_entropy_with_logits(model.score_t(e, r).float(), y)
     return loss + model.penalty(e, r, cols)
 
 
@@ -120,10 +128,18 @@ def _negative_loss(model, hrt: torch.Tensor, negatives: torch.Tensor, cfg: Train
 
 
 def _optimizer(model, cfg: TrainConfig):
-    params = [p for p in model.parameters() if p.requires_grad]
+    aux = {id(p) for p in model.auxiliary_parameters()}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in aux]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _auxiliary_optimizer(model, cfg: TrainConfig):
+    """Auxiliary estimators (e.g. MoMoK's CLUB network) get their own Adam, same lr, no weight decay,
+    as MoMoK's train.py does; None when the model has none."""
+    params = [p for p in model.auxiliary_parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=cfg.lr) if params else None
 
 
 def train(model, train_triples: np.ndarray, num_relations: int, num_entities: int, cfg: TrainConfig, *,
@@ -147,6 +163,7 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
     else:
         n_steps = math.ceil(len(triples) / cfg.batch_size)
     optimizer = _optimizer(model, cfg)
+    aux_optimizer = _auxiliary_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     autocast = cfg.amp and device.type == "cuda"
     selecting = cfg.eval_every > 0 and valid_triples is not None and len(valid_triples) > 0
@@ -158,7 +175,7 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
     model.train()
     epoch = 0
     for epoch in range(1, cfg.max_epochs + 1):
-        total, count = torch.zeros((), device=device), 0
+        total, count, aux_total = torch.zeros((), device=device), 0, torch.zeros((), device=device)
         if cfg.regime == "kvsall":
             batches = (q.to(device) for q in _kvsall_batches(queries, gen, cfg.batch_size))
         else:
@@ -175,11 +192,22 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if aux_optimizer is not None:
+                # Alternation, as in MoMoK's train.py: after the model step, the auxiliary estimator
+                # takes one step on its own objective, computed from detached model outputs.
+                q = batch[0] if cfg.regime == "negative" else batch
+                aux_loss = model.auxiliary_loss(q[:, 0], q[:, 1])
+                aux_optimizer.zero_grad(set_to_none=True)
+                aux_loss.backward()
+                aux_optimizer.step()
+                aux_total += aux_loss.detach() * len(q)
             total += loss.detach() * len(batch[0] if cfg.regime == "negative" else batch)
             count += len(batch[0] if cfg.regime == "negative" else batch)
         scheduler.step()
         row = {"epoch": epoch, "loss": float(total) / max(count, 1), "lr": optimizer.param_groups[0]["lr"],
                "seconds": time.perf_counter() - t0}
+        if aux_optimizer is not None:
+            row["aux_loss"] = float(aux_total) / max(count, 1)
         if selecting and (epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs):
             res = evaluate(model, valid_triples, known_valid, num_relations=num_relations, cfg=eval_cfg, device=device)
             m = res.metrics["both"]

@@ -12,6 +12,7 @@ from baselines.rotate import RotatE
 from baselines.transe import TransE
 from baselines.tucker import TuckER
 from mmkgbench.model import KGEModel, ModelInputs
+from mmkgbench.models.momok import MoMoK
 from mmkgbench.registry import lookup
 
 MODELS: dict[str, type[KGEModel]] = {
@@ -21,6 +22,7 @@ MODELS: dict[str, type[KGEModel]] = {
     "rotate": RotatE,
     "pairre": PairRE,
     "tucker": TuckER,
+    "momok": MoMoK,
 }
 
 
