@@ -21,8 +21,8 @@ summed); the joint relation fuses the R_m[r]; a fourth TuckER decision (d, d, d)
 Training (KvsAll): sum over decisions of BCE (each averaged over B x E) + mu · CLUB, CLUB being the
 sampled upper bound of the mutual information between two experts' outputs (ExID), whose variational
 network is trained by its own Adam in alternation (the training loop's auxiliary hook).
-Test-time score: the mean of the decisions' sigmoid probabilities; `score_t` returns
-log(mean_m sigmoid(s_m)), a strictly increasing function of it that does not saturate in float32.
+Test-time score: the mean of the decisions' sigmoid probabilities; `score_t` returns its logit, a
+strictly increasing function of it computed without float32 saturation (see `combine`).
 
 Switches (each recorded in the run's config): `variant`, `relation_temperature`, `gate_noise`,
 `adaptive_fusion`, `joint_training`, `exid`, `decision` (the paper's ablation rows), and the CLUB
@@ -185,7 +185,7 @@ class CLUB(nn.Module):
 
 
 class MoMoK(KGEModel):
-    """MoMoK. score_t: (B,) x (B,) -> (B, E), log of the mean decision probability (higher is better)."""
+    """MoMoK. score_t: (B,) x (B,) -> (B, E), logit of the mean decision probability (higher is better)."""
 
     Config = MoMoKConfig
     modalities = ("*",)
@@ -261,11 +261,16 @@ class MoMoK(KGEModel):
 
     @staticmethod
     def combine(logits: dict[str, Tensor], decision: str) -> Tensor:
-        """The joint decision as a score: log mean_m sigmoid(s_m) (B, E), or one decision's logits."""
+        """The joint decision as a score (B, E): logit(P), P = mean_m sigmoid(s_m), or one decision's logits.
+
+        logit(P) = log P - log(1 - P) = LSE_m logsigmoid(s_m) - LSE_m logsigmoid(-s_m): the first
+        term keeps the precision where P is small, the second where P is near 1, so candidates whose
+        probabilities round to the same float32 still get distinct scores (no artificial ties).
+        """
         if decision != "mean":
             return logits[decision]
-        stacked = torch.stack([F.logsigmoid(s.float()) for s in logits.values()])
-        return torch.logsumexp(stacked, 0) - math.log(len(logits))
+        s = torch.stack([v.float() for v in logits.values()])
+        return torch.logsumexp(F.logsigmoid(s), 0) - torch.logsumexp(F.logsigmoid(-s), 0)
 
     # -- the harness contract -----------------------------------------------------------------
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:

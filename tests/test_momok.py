@@ -1,0 +1,242 @@
+"""MoMoK: shapes, where the noise and the temperature act, what each switch removes, ExID/CLUB, the
+training hook, determinism, and a learning test against structure-only TuckER."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmkgbench.model import ModelInputs
+from mmkgbench.models.momok import CLUB, Experts, MoMoK, MoMoKConfig
+
+SMALL = MoMoKConfig(dim=8, relation_dim=4, num_experts=3)
+
+
+def inputs(data, fill="zeros"):
+    return ModelInputs(data.num_entities, 2 * data.num_relations,
+                       {m: torch.tensor(np.array(data.features[m])) for m in data.modalities},
+                       {m: torch.tensor(np.array(data.present[m])) for m in data.modalities}, fill)
+
+
+def build(data, seed=0, **changes):
+    return MoMoK(dataclasses.replace(SMALL, **changes), inputs(data), torch.Generator().manual_seed(seed))
+
+
+def test_shapes_and_decisions(tiny):
+    model = build(tiny).eval()
+    assert model.names == ["structure", "image", "text"]
+    h, r = torch.tensor([0, 1, 2]), torch.tensor([0, 3, 5])
+    with torch.no_grad():
+        logits, experts, gates = model._forward(h, r)
+        s = model.score_t(h, r)
+    assert set(logits) == {"structure", "image", "text", "joint"}
+    assert all(v.shape == (3, tiny.num_entities) for v in logits.values())
+    assert experts["image"].shape == (3, 3, 4) and experts["text"].shape == (3, 3, 3)
+    assert experts["structure"].shape == (3, 3, 8) and gates["image"].shape == (3, 3)
+    torch.testing.assert_close(gates["image"].sum(1), torch.ones(3))
+    # score = logit of the mean of the four sigmoid probabilities (the code's joint decision)
+    mean_p = torch.stack([torch.sigmoid(v.double()) for v in logits.values()]).mean(0)
+    torch.testing.assert_close(s.double(), torch.logit(mean_p), rtol=1e-5, atol=1e-5)
+
+
+def test_score_does_not_saturate_where_probabilities_do():
+    big = {m: torch.tensor([[-120.0, -110.0, 30.0, 40.0, 50.0]]) for m in ("a", "b")}
+    s = MoMoK.combine(big, "mean")[0]
+    p = torch.sigmoid(torch.tensor([30.0, 40.0, 50.0]))
+    assert p.unique().numel() == 1                                                 # float32 sigmoid ties at 1
+    assert (s[1:] > s[:-1]).all()                                                  # the score does not tie
+    torch.testing.assert_close(s, big["a"][0])             # equal decisions: logit(mean p) = the logit itself
+
+
+def test_gate_noise_only_in_training():
+    torch.manual_seed(0)
+    experts = Experts(5, 3, gate_from="input", noise=True, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        experts.gate.normal_()
+    x = torch.randn(4, 5)
+    experts.train()
+    g1, g2 = experts(x)[2], experts(x)[2]
+    assert not torch.allclose(g1, g2)
+    experts.eval()
+    torch.testing.assert_close(experts(x)[2], experts(x)[2], rtol=0, atol=0)
+    torch.testing.assert_close(experts(x)[2], torch.softmax(x @ experts.gate, -1))
+
+
+def test_relation_temperature_sharpens_the_gate():
+    experts = Experts(5, 3, gate_from="input", noise=False, generator=torch.Generator().manual_seed(0)).eval()
+    with torch.no_grad():
+        experts.gate.normal_(generator=torch.Generator().manual_seed(1))
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(2))
+    plain = experts(x)[2]
+    t = torch.full((4, 1), 0.25)
+    sharp = experts(x, t)[2]
+    torch.testing.assert_close(sharp, torch.softmax((x @ experts.gate) / 0.25, -1))
+    assert (sharp.max(1).values >= plain.max(1).values - 1e-7).all()
+    entropy = lambda p: -(p * p.log()).sum(1)                                           # noqa: E731
+    assert (entropy(sharp) < entropy(plain)).all()
+
+
+def test_paper_variant_scores_the_gate_from_expert_outputs():
+    experts = Experts(5, 3, gate_from="experts", noise=False, generator=torch.Generator().manual_seed(0)).eval()
+    with torch.no_grad():
+        experts.gate.normal_(generator=torch.Generator().manual_seed(1))
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(2))
+    _, outs, gates = experts(x)
+    torch.testing.assert_close(gates, torch.softmax(outs @ experts.gate, -1))
+    assert experts.gate.shape == (5,)
+
+
+def params(model) -> set[str]:
+    return {n for n, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize("switch, removed", [
+    ({"relation_temperature": False}, {"temperature"}),
+    ({"gate_noise": False}, {"experts.structure.noise", "experts.image.noise", "experts.text.noise"}),
+    ({"exid": False}, "club."),
+])
+def test_each_switch_removes_exactly_its_parameters(tiny, switch, removed):
+    full, ablated = params(build(tiny)), params(build(tiny, **switch))
+    gone = full - ablated
+    if isinstance(removed, str):
+        assert gone and all(n.startswith(removed) for n in gone)
+    else:
+        assert gone == removed
+    assert ablated <= full
+
+
+def test_switches_that_keep_parameters_change_only_their_part(tiny):
+    full = build(tiny).eval()
+    h, r = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        base = full._forward(h, r)[0]
+        # w/o adaptive fusion: same parameters, joint decision changes, modality decisions do not
+        flat = build(tiny, adaptive_fusion=False).eval()
+        assert params(flat) == params(full)
+        other = flat._forward(h, r)[0]
+    for m in ("structure", "image", "text"):
+        torch.testing.assert_close(other[m], base[m])
+    assert not torch.allclose(other["joint"], base["joint"])
+    _, weights = flat.fuse_entity([torch.randn(2, d) for d in (8, 4, 3)])
+    torch.testing.assert_close(weights, torch.full((2, 3), 1 / 3))
+
+
+def test_without_joint_training_the_joint_loss_does_not_reach_the_branches(tiny):
+    for joint_training, reaches in ((True, True), (False, False)):
+        model = build(tiny, joint_training=joint_training).train()
+        logits, _, _ = model._forward(torch.tensor([0, 1]), torch.tensor([0, 1]))
+        logits["joint"].sum().backward()
+        got = model.experts["image"].weight.grad
+        assert (got is not None and got.abs().sum() > 0) == reaches
+        assert model.decide["joint"].core.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("decision", ["structure", "image", "text", "joint"])
+def test_single_decision_rows_score_with_one_decision(tiny, decision):
+    model = build(tiny, decision=decision).eval()
+    ref = build(tiny).eval()
+    h, r = torch.tensor([0, 4]), torch.tensor([1, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(model.score_t(h, r), ref._forward(h, r)[0][decision])
+
+
+def test_unknown_decision_lists_the_valid_ones(tiny):
+    with pytest.raises(ValueError, match=r"decision 'audio' is not one of \['mean', 'joint', 'structure'"):
+        build(tiny, decision="audio")
+
+
+def test_club_bound_finite_and_estimator_learns_alone():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 6, generator=g)
+    y = x @ torch.randn(6, 6, generator=g) + 0.1 * torch.randn(256, 6, generator=g)    # y depends on x
+    club = CLUB(6, torch.Generator().manual_seed(1))
+    opt = torch.optim.Adam(club.parameters(), lr=1e-2)
+    torch.manual_seed(0)
+    first = None
+    for step in range(200):
+        loss = -club.loglik(x, y, "reference")
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.5 * first
+    with torch.no_grad():
+        dependent = club.upper_bound(x, y, all_negatives=True)
+        independent = club.upper_bound(x, y[torch.randperm(256)], all_negatives=True)
+    assert torch.isfinite(dependent) and dependent > 1.0 and dependent > 5 * abs(float(independent))
+
+
+def test_all_negatives_bound_matches_the_explicit_formula():
+    g = torch.Generator().manual_seed(3)
+    club = CLUB(4, g)
+    x, y = torch.randn(7, 4, generator=g), torch.randn(7, 4, generator=g)
+    mu, inv = club.mu(x), torch.exp(-club.logvar(x))
+    pos = -((mu - y) ** 2 * inv).sum(-1)
+    neg = torch.stack([torch.stack([-((mu[b] - y[c]) ** 2 * inv[b]).sum() for c in range(7) if c != b]).mean()
+                       for b in range(7)])
+    torch.testing.assert_close(club.upper_bound(x, y, all_negatives=True), (pos - neg).mean() / 2)
+
+
+def test_momok_loglik_drops_the_log_variance_term():
+    club = CLUB(3, torch.Generator().manual_seed(0))
+    x, y = torch.randn(5, 3), torch.randn(5, 3)
+    mu, lv = club.mu(x), club.logvar(x)
+    torch.testing.assert_close(club.loglik(x, y, "momok"), (-(mu - y) ** 2 / 2 / lv.exp()).sum(1).mean())
+    torch.testing.assert_close(club.loglik(x, y, "reference"), (-(mu - y) ** 2 / lv.exp() - lv).sum(1).mean())
+
+
+def test_training_hook_alternates_model_and_estimator(tiny):
+    """The loop steps the estimator with its own optimiser; the model optimiser never touches it."""
+    from mmkgbench.train import TrainConfig, train
+    torch.manual_seed(0)
+    model = build(tiny)
+    before_club = {n: p.detach().clone() for n, p in model.club.named_parameters()}
+    cfg = TrainConfig(regime="kvsall", lr=5e-3, batch_size=32, max_epochs=10, eval_every=0)
+    res = train(model, tiny.train, tiny.num_relations, tiny.num_entities, cfg)
+    losses = [row["loss"] for row in res.history]
+    assert losses[-1] < losses[0]
+    assert all("aux_loss" in row and np.isfinite(row["aux_loss"]) for row in res.history)
+    assert any(not torch.equal(p, before_club[n]) for n, p in model.club.named_parameters())
+    with torch.no_grad():
+        h = torch.arange(6)
+        assert torch.isfinite(model.club_penalty(model._forward(h, h % 3)[1]))
+
+
+def test_same_seed_same_numbers(tiny):
+    from mmkgbench.train import TrainConfig, train
+
+    def run(seed):
+        torch.manual_seed(seed)
+        model = build(tiny, seed=seed)
+        train(model, tiny.train, tiny.num_relations, tiny.num_entities,
+              TrainConfig(lr=5e-3, batch_size=32, max_epochs=3, eval_every=0), seed=seed)
+        with torch.no_grad():
+            return model.eval().score_t(torch.arange(5), torch.arange(5) % 3)
+
+    torch.testing.assert_close(run(0), run(0), rtol=0, atol=0)
+    assert not torch.allclose(run(0), run(1))
+
+
+def test_learned_fill_gives_absent_entities_one_trainable_vector(tiny):
+    present = np.array(tiny.present["image"]).copy()
+    present[:3] = False
+    data = tiny.replace(present={**tiny.present, "image": present})
+    model = MoMoK(SMALL, inputs(data, "learned"), torch.Generator().manual_seed(0))
+    table = model.entity["image"]
+    assert table.missing is not None and table.missing.requires_grad
+    rows = table(torch.tensor([0, 1, 2, 3]))
+    torch.testing.assert_close(rows[0], rows[1])
+    assert not torch.allclose(rows[0], rows[3])
+
+
+def test_eval_cache_follows_parameter_updates(tiny):
+    model = build(tiny).eval()
+    h, r = torch.tensor([0, 1]), torch.tensor([0, 1])
+    with torch.no_grad():
+        a = model.score_t(h, r)
+        model.entity["structure"].table.add_(0.5)
+        b = model.score_t(h, r)
+    assert not torch.allclose(a, b)
