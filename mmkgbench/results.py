@@ -47,8 +47,12 @@ def _fsync_dir(path: Path):
 
 
 def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd.DataFrame,
-              history: pd.DataFrame) -> Path:
-    """Write one finished run atomically; returns its folder. An existing run is left untouched."""
+              history: pd.DataFrame, extra: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Write one finished run atomically; returns its folder. An existing run is left untouched.
+
+    extra: name -> frame, written as `interpret_<name>.csv` (what a model says about itself, e.g.
+    MoMoK's expert gates per relation), inside the same atomic folder.
+    """
     final = runs_dir(root) / run_id
     tmp = runs_dir(root) / f".tmp-{run_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
@@ -57,6 +61,8 @@ def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd
         rows.to_csv(tmp / "rows.csv", index=False)
         per_query.to_csv(tmp / "per_query.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
         history.to_csv(tmp / "history.csv", index=False)
+        for name, frame in (extra or {}).items():
+            frame.to_csv(tmp / f"interpret_{name}.csv", index=False)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -73,6 +79,12 @@ def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd
     failed = Path(root) / "failed" / f"{run_id}.json"
     failed.unlink(missing_ok=True)
     return final
+
+
+def load_interpretation(root, run_id: str) -> dict[str, pd.DataFrame]:
+    """The `interpret_<name>.csv` tables of a stored run (empty for models that write none)."""
+    folder = runs_dir(root) / run_id
+    return {p.stem[len("interpret_"):]: pd.read_csv(p) for p in sorted(folder.glob("interpret_*.csv"))}
 
 
 def write_text_atomic(path, text: str) -> Path:

@@ -47,7 +47,8 @@ else:  # pragma: no cover
 # Bump when the evaluation protocol or the result schema changes: part of every run id.
 PROTOCOL = "harness-v1"
 GRID_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-GRID_KEYS = {"name", "description", "models", "datasets", "seeds", "scenarios", "train", "eval", "inputs", "overrides"}
+GRID_KEYS = {"name", "description", "models", "datasets", "seeds", "scenarios", "train", "eval", "inputs", "overrides",
+             "variants"}
 # [inputs]: what a model that reads features sees where an entity lacks a modality
 # (mmkgbench.features.FILL_POLICIES). Zeros by default, as methods.md §4 and MACO/MMRNS do.
 INPUT_DEFAULTS = {"fill": "zeros"}
@@ -70,6 +71,11 @@ class Cell:
     train_overrides: tuple = ()
     eval_overrides: tuple = ()
     fill: str = INPUT_DEFAULTS["fill"]
+    base: str = ""             # for a grid variant (e.g. an ablation): the registered model it configures
+
+    @property
+    def model_class(self):
+        return get_model(self.base or self.model)
 
     @property
     def dataset_spec(self):
@@ -162,10 +168,24 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = ()) -
     for key in ("models", "datasets", "seeds"):
         if not spec.get(key):
             raise GridError(f"{where}: '{key}' must be a non-empty list")
+    # [variants.NAME]: a registered model under a name of its own, with settings on top of the base
+    # model's [overrides] (an ablation row: model = "momok", exid = false). Results carry the name.
+    variants = {}
+    for vname, vspec in spec.get("variants", {}).items():
+        key = normalise(vname)
+        if not isinstance(vspec, dict) or "model" not in vspec:
+            raise GridError(f"{where}: [variants.{vname}] needs model = \"<a registered model>\"")
+        if key in MODELS:
+            raise GridError(f"{where}: [variants.{vname}] has the name of a registered model; choose another")
+        if normalise(vspec["model"]) not in MODELS:
+            raise GridError(f"{where}: [variants.{vname}] model {vspec['model']!r} is unknown; choose from "
+                            f"{sorted(MODELS)}")
+        variants[key] = (normalise(vspec["model"]), {k: v for k, v in vspec.items() if k != "model"})
     models = [normalise(m) for m in spec["models"]]
     for m in models:
-        if m not in MODELS:
-            raise GridError(f"{where}: unknown model {m!r}; choose from {sorted(MODELS)}")
+        if m not in MODELS and m not in variants:
+            raise GridError(f"{where}: unknown model {m!r}; choose from {sorted(MODELS)} or the grid's variants "
+                            f"{sorted(variants)}")
     seeds = spec["seeds"]
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise GridError(f"{where}: seeds must be integers, got {seeds!r}")
@@ -200,20 +220,24 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = ()) -
     if inputs["fill"] not in FILL_POLICIES:
         raise GridError(f"{where}: [inputs] fill must be one of {list(FILL_POLICIES)}, got {inputs['fill']!r}")
     for m in overrides:
-        if m not in MODELS:
+        if m not in MODELS and m not in variants:
             raise GridError(f"{where}: [overrides.{m}] names an unknown model; choose from {sorted(MODELS)}")
     cells = []
     for dataset in spec["datasets"]:
         ds = tuple(sorted((k, _freeze(v)) for k, v in dataset.items())) if isinstance(dataset, dict) else dataset
         for model in models:
-            m_over, t_over = split_overrides(model, overrides.get(model, {}), f"{where} [overrides.{model}]")
+            base, own = variants.get(model, (model, {}))
+            settings = {**overrides.get(base, {}), **own, **(overrides.get(model, {}) if model != base else {})}
+            section = f"[variants.{model}]" if model != base else f"[overrides.{model}]"
+            m_over, t_over = split_overrides(base, settings, f"{where} {section}")
             t_all = {**train_all, **t_over}
             for scenario, levels in scenarios.items():
                 for level in levels:
                     for seed in seeds:
                         cells.append(Cell(model, ds, normalise(scenario), float(level), int(seed),
                                           tuple(sorted(m_over.items())), tuple(sorted(t_all.items())),
-                                          tuple(sorted(eval_all.items())), inputs["fill"]))
+                                          tuple(sorted(eval_all.items())), inputs["fill"],
+                                          base if model != base else ""))
     return Grid(name=spec.get("name") or (path.stem if path else "grid"), path=path, cells=tuple(cells),
                 description=spec.get("description", ""))
 
@@ -230,7 +254,7 @@ def _thaw(v):
 
 def resolve(cell: Cell, data: MMKG) -> dict:
     """The full config of a cell: every default filled in. Its canonical JSON hash is the run id."""
-    cls = get_model(cell.model)
+    cls = cell.model_class
     mcfg = cls.Config(**dict(cell.model_overrides))
     tcfg = TrainConfig(**{**cls.train_defaults, **dict(cell.train_overrides)})
     ecfg = EvalConfig(**dict(cell.eval_overrides))
@@ -240,7 +264,8 @@ def resolve(cell: Cell, data: MMKG) -> dict:
     # The fill policy matters only to a model that reads features: leaving it out otherwise keeps
     # structure-only runs from being redone when it changes.
     inputs = {"modalities": list(seen), "fill": cell.fill} if seen else {"modalities": []}
-    return {"protocol": PROTOCOL, "model": cell.model, "model_config": asdict(mcfg), "train": asdict(tcfg),
+    return {"protocol": PROTOCOL, "model": cell.model, **({"base_model": cell.base} if cell.base else {}),
+            "model_config": asdict(mcfg), "train": asdict(tcfg),
             "eval": asdict(ecfg), "inputs": inputs, "reciprocal": True,
             "filter": {"test": "train+valid+test",
                        "valid": "train+valid+test" if ecfg.filter_valid_with_test else "train+valid"},
@@ -288,7 +313,7 @@ def model_modalities(cls, data: MMKG) -> tuple[str, ...]:
 
 def build_model(cell: Cell, config: dict, data: MMKG):
     """The model of a cell on the CPU, initialised from a generator derived from the seed."""
-    cls = get_model(cell.model)
+    cls = cell.model_class
     wanted = model_modalities(cls, data)
     fill = config["inputs"].get("fill", INPUT_DEFAULTS["fill"])
     present = {m: torch.from_numpy(np.array(data.present[m])) for m in wanted}
@@ -323,6 +348,12 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
                        desc=cell.label())
         evals = {"valid": evaluate(model, perturbed.valid, known_valid, num_relations=R, cfg=ecfg, device=device),
                  "test": evaluate(model, perturbed.test, known_test, num_relations=R, cfg=ecfg, device=device)}
+        # What the model says about itself (MoMoK: expert gates per relation), on the training split.
+        extra = model.interpretation(torch.from_numpy(np.array(perturbed.train)).to(device))
+        for frame in extra.values():
+            if "relation" in frame.columns:
+                frame.insert(frame.columns.get_loc("relation") + 1, "relation_name",
+                             [perturbed.relations[i] for i in frame["relation"]])
     wall = time.perf_counter() - t0
     config_json = json.dumps(config, sort_keys=True, default=str)
     common = {"run_id": rid, "model": cell.model, "dataset": data.name, "scenario": cell.scenario,
@@ -343,7 +374,7 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
                   "wall_s": wall, "train": {k: v for k, v in dataclasses.asdict(result).items() if k != "history"},
                   "dataset_summary": perturbed.summary()}
     write_run(root, rid, provenance, pd.DataFrame(rows, columns=ROW_COLUMNS), per_query,
-              pd.DataFrame(result.history))
+              pd.DataFrame(result.history), extra)
     return rid, config
 
 

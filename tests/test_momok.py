@@ -240,3 +240,88 @@ def test_eval_cache_follows_parameter_updates(tiny):
         model.entity["structure"].table.add_(0.5)
         b = model.score_t(h, r)
     assert not torch.allclose(a, b)
+
+
+def test_momok_beats_structure_only_tucker_on_a_sparse_graph_with_informative_features():
+    """synthetic_sparse: about 5 train triples per entity, image signal 0.95, text 0.8. Same budget
+    for both (KvsAll, lr 1e-2, batch 128, dropouts 0.1, d = 32, d_r = 16, at most 150 epochs,
+    validation every 10, patience 4), seed 0. Measured: MoMoK 0.129 vs TuckER 0.058 valid MRR."""
+    from mmkgbench.datasets import load_dataset
+    from mmkgbench.ranking import KnownAnswers
+    from mmkgbench.run import build_model, grid_from_dict, resolve
+    from mmkgbench.train import TrainConfig, train
+    data = load_dataset("synthetic_sparse")
+    known = KnownAnswers(np.concatenate([data.train, data.valid]), data.num_relations)
+    drop = {"input_dropout": 0.1}
+    overrides = {"tucker": {"entity_dim": 32, "relation_dim": 16, **drop, "hidden_dropout1": 0.1,
+                            "hidden_dropout2": 0.1},
+                 "momok": {"dim": 32, "relation_dim": 16, **drop, "hidden_dropout": 0.1, "output_dropout": 0.1}}
+    best = {}
+    for name in ("tucker", "momok"):
+        grid = grid_from_dict({"models": [name], "datasets": ["synthetic_sparse"], "seeds": [0],
+                               "train": {"lr": 1e-2, "batch_size": 128, "max_epochs": 150, "eval_every": 10,
+                                         "patience": 4},
+                               "overrides": {name: overrides[name]}})
+        cell = grid.cells[0]
+        config = resolve(cell, data)
+        torch.manual_seed(0)
+        model = build_model(cell, config, data)
+        result = train(model, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
+                       valid_triples=data.valid, known_valid=known, seed=0)
+        best[name] = result.best_valid["mrr"]
+    assert best["momok"] >= 1.5 * best["tucker"] and best["momok"] - best["tucker"] >= 0.04, best
+
+
+def test_ablation_variants_run_through_the_harness_and_save_the_gates(tmp_path):
+    """Grid variants: one registered model under several names, each recorded as its own model."""
+    from mmkgbench.results import load_config, load_interpretation, load_rows
+    from mmkgbench.run import grid_from_dict, run_grid
+    grid = grid_from_dict({
+        "models": ["momok", "momok_no_exid", "momok_text"], "datasets": ["synthetic_tiny"], "seeds": [0],
+        "train": {"max_epochs": 2, "eval_every": 1, "batch_size": 64},
+        "overrides": {"momok": {"dim": 8, "relation_dim": 4}},
+        "variants": {"momok_no_exid": {"model": "momok", "exid": False},
+                     "momok_text": {"model": "momok", "decision": "text", "num_experts": 2}}})
+    assert [c.base for c in grid.cells] == ["", "momok", "momok"]
+    out = run_grid(grid, tmp_path, progress=False, log=lambda *a: None)
+    assert len(out["done"]) == 3 and not out["failed"]
+    rows = load_rows(tmp_path)
+    assert set(rows["model"]) == {"momok", "momok_no_exid", "momok_text"}
+    by_model = {load_config(tmp_path, rid)["config"]["model"]: rid for rid in rows["run_id"].unique()}
+    cfg = load_config(tmp_path, by_model["momok_text"])["config"]
+    assert cfg["base_model"] == "momok" and cfg["model_config"]["decision"] == "text"
+    assert cfg["model_config"]["num_experts"] == 2 and cfg["model_config"]["dim"] == 8   # base overrides apply
+    assert cfg["inputs"] == {"modalities": ["image", "text"], "fill": "zeros"}
+    tables = load_interpretation(tmp_path, by_model["momok"])
+    assert set(tables) == {"expert_gates", "fusion_weights", "decision_probability"}
+    gates = tables["expert_gates"]
+    assert set(gates["modality"]) == {"structure", "image", "text"} and set(gates["expert"]) == {0, 1, 2}
+    assert set(gates["direction"]) == {"tail", "head"} and gates["relation_name"].notna().all()
+    sums = gates.groupby(["relation", "direction", "modality"])["weight"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, rtol=1e-5)           # gates are a distribution
+    probs = tables["decision_probability"]
+    assert set(probs["modality"]) == {"structure", "image", "text", "joint"}
+    assert probs["probability"].between(0, 1).all()
+
+
+@pytest.mark.parametrize("variants, problem", [
+    ({"x": {"exid": False}}, r"\[variants.x\] needs model"),
+    ({"tucker": {"model": "momok"}}, r"has the name of a registered model"),
+    ({"x": {"model": "momokk"}}, r"model 'momokk' is unknown"),
+    ({"x": {"model": "momok", "exidd": False}}, r"\[variants.x\]: unknown setting 'exidd' for momok"),
+])
+def test_bad_variants_are_clear_errors(variants, problem):
+    from mmkgbench.run import GridError, grid_from_dict
+    with pytest.raises(GridError, match=problem):
+        grid_from_dict({"models": ["momok", *variants], "datasets": ["synthetic_tiny"], "seeds": [0],
+                        "variants": variants})
+
+
+@pytest.mark.parametrize("grid", ["momok-ablation-db15k", "momok-ablation-mkgw", "momok-ablation-synthetic"])
+def test_ablation_grids_list_the_papers_rows(grid):
+    from mmkgbench.run import load_grid
+    cells = load_grid(grid).cells
+    settings = {c.model: dict(c.model_overrides) for c in cells}
+    assert len(settings) == 10
+    assert settings["momok_no_exid"]["exid"] is False and settings["momok_joint"]["decision"] == "joint"
+    assert all(c.base == "momok" for c in cells if c.model != "momok")
