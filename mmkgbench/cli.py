@@ -88,21 +88,13 @@ def _audit(args) -> int:
     import pandas as pd
 
     from mmkgbench.audit import audit, audit_markdown, clean_splits
-    from mmkgbench.catalog import is_benchmark
-    from mmkgbench.datasets import DATASETS, load_dataset
-    from mmkgbench.registry import normalise
     from mmkgbench.results import write_text_atomic
     if not args.names:
         raise ValueError("data audit needs a data set: a benchmark name (DB15K ...), a synthetic name or a folder")
     out_dir = Path(args.results) / "tables"
     for name in args.names:
-        if normalise(name) in DATASETS:
-            data = load_dataset(name)
-            data = clean_splits(data) if args.clean else data
-        else:
-            spec = {"benchmark" if is_benchmark(name) else "path": name,
-                    "splits": "clean" if args.clean else "as_published"}
-            data = load_dataset(spec, fetch_missing=args.fetch, mirror=args.mirror)
+        data = _load_named(name, args)
+        data = clean_splits(data) if args.clean else data
         text = audit_markdown(data)
         print(text)
         stem = out_dir / f"audit_{data.name.replace('/', '_')}"
@@ -114,6 +106,7 @@ def _audit(args) -> int:
 
 
 def _load_named(name: str, args):
+    """A synthetic name, a benchmark (from the cache; fetched with --fetch) or a folder, as published."""
     from mmkgbench.catalog import is_benchmark
     from mmkgbench.datasets import DATASETS, load_dataset
     from mmkgbench.registry import normalise
@@ -189,6 +182,8 @@ def cmd_list(args) -> int:
 
 def main(argv=None) -> int:
     from mmkgbench.catalog import FetchError
+    from mmkgbench.features import FEATURE_TRANSFORMS
+    from mmkgbench.text import DEFAULT_ENCODER, ENCODERS
     parser = argparse.ArgumentParser(prog="run_bench.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="results", help="results folder (default: results)")
@@ -213,13 +208,13 @@ def main(argv=None) -> int:
     p_data.add_argument("names", nargs="*", help="DB15K, MKG-W, MKG-Y, KVC16K (fetch: default all); audit also "
                                                  "takes synthetic names and folders; features: text|numeric|check "
                                                  "then names")
-    p_data.add_argument("--encoder", default="e5-small", help="features text: the sentence encoder (default "
-                                                               "e5-small; minilm for English names)")
+    p_data.add_argument("--encoder", default=DEFAULT_ENCODER, choices=sorted(ENCODERS),
+                        help=f"features text: the sentence encoder (default {DEFAULT_ENCODER})")
     p_data.add_argument("--names", dest="names_file", default=None,
                         help="features text: a file of 'entity<TAB>text' lines (required for MKG-W)")
     p_data.add_argument("--force", action="store_true", help="features text: encode again even if cached")
     p_data.add_argument("--from", dest="source", default=None, help="features check: folder of feature files")
-    p_data.add_argument("--transform", default="none", choices=["none", "l2", "momok"],
+    p_data.add_argument("--transform", default="none", choices=sorted(FEATURE_TRANSFORMS),
                         help="features check: preprocessing to apply (momok = MoMoK's L2 + pooling)")
     p_data.add_argument("--mirror", default=None, help="a folder holding <NAME>/<file>, or a base URL")
     p_data.add_argument("--clean", action="store_true", help="audit: after removing duplicates and leaked triples")

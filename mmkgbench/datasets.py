@@ -32,6 +32,15 @@ DATASETS = {
 }
 
 
+def encoder_of(source) -> str | None:
+    """The text encoder a features source `"encoded"` / `"encoded:<encoder>"` names; None for other sources."""
+    from mmkgbench.text import DEFAULT_ENCODER
+    source = str(source)
+    if source != "encoded" and not source.startswith("encoded:"):
+        return None
+    return source.partition(":")[2] or DEFAULT_ENCODER
+
+
 def feature_suffix(spec: dict, resolve=lambda p: Path(p).expanduser()) -> str:
     """How a table's features show in the data set's name, so that runs on the same triples with
     different features never share a name in results: `+image+text@momok`, `+numeric+text~e5-small`."""
@@ -45,9 +54,8 @@ def feature_suffix(spec: dict, resolve=lambda p: Path(p).expanduser()) -> str:
             parts = ["features"]          # the error itself is raised when the data set is loaded
     elif isinstance(feats, dict):
         for m, source in sorted(feats.items()):
-            source = str(source)
-            encoded = source == "encoded" or source.startswith("encoded:")
-            parts.append(f"{m}~{source.partition(':')[2] or 'e5-small'}" if encoded else m)
+            encoder = encoder_of(source)
+            parts.append(f"{m}~{encoder}" if encoder else m)
     suffix = "".join(f"+{p}" for p in parts)
     transform = spec.get("transform", "none")
     return suffix + (f"@{transform}" if parts and transform != "none" else "")
@@ -93,18 +101,18 @@ def add_features(data: MMKG, features, resolve=lambda p: Path(p)) -> MMKG:
     text features of `data features text`) or `"literals"` (DB15K's numeric literals, numeric only)."""
     from mmkgbench.features import import_features
     from mmkgbench.literals import numeric_features
-    from mmkgbench.text import DEFAULT_ENCODER, load_text_features
+    from mmkgbench.text import load_text_features
     if isinstance(features, str):
         return import_features(data, resolve(features))
     if not isinstance(features, dict):
         raise ValueError(f"features must be a folder or a table modality -> source, got {features!r}")
     files = {}
     for m, source in features.items():
-        source = str(source)
-        if source == "encoded" or source.startswith("encoded:"):
+        source, encoder = str(source), encoder_of(source)
+        if encoder is not None:
             if m != "text":
                 raise ValueError(f"features.{m} = {source!r}: only text can be encoded from entity names")
-            data = load_text_features(data, source.partition(":")[2] or DEFAULT_ENCODER)
+            data = load_text_features(data, encoder)
         elif source == "literals":
             bench = data.meta.get("benchmark")
             extra = next((e for e in catalog.get_benchmark(bench).extras if "literals" in e.path), None) \

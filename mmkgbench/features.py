@@ -215,7 +215,6 @@ class FeatureTable(nn.Module):
 
     def __init__(self, features: Tensor, present: Tensor, policy: str, trainable: bool = False):
         super().__init__()
-        self.policy = policy
         filled = fill_features(features.float(), present, policy)
         if trainable:
             self.table = nn.Parameter(filled.clone())

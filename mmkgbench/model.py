@@ -89,6 +89,8 @@ class KGEModel(nn.Module):
         return []
 
     def auxiliary_loss(self, h: Tensor, r: Tensor) -> Tensor:
+        """The estimator's loss for a batch of queries h, r (B,); called only for models whose
+        `auxiliary_parameters()` is not empty, so reaching this default is a model bug."""
         raise NotImplementedError(f"{type(self).__name__} declares auxiliary parameters but no auxiliary_loss")
 
     def interpretation(self, triples: Tensor) -> dict:

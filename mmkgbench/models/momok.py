@@ -114,7 +114,8 @@ class Experts(nn.Module):
 
 
 class Fusion(nn.Module):
-    """MuJoD fusion [code RelMoE.py:L80-L129]: list of (B, D_m) -> ((B, out), modality weights (B, M), head mean)."""
+    """MuJoD fusion [code RelMoE.py:L80-L129]: list of (B, D_m) -> (fused (B, out), modality weights (B, M)
+    averaged over heads)."""
 
     def __init__(self, dims: list[int], out: int, heads: int, dropout: float, adaptive: bool,
                  generator: torch.Generator):
