@@ -30,7 +30,7 @@ def _grid_run_ids(grid, log=None) -> set[str]:
 
 def cmd_run(args) -> int:
     from mmkgbench.run import load_grid, pick_device, run_grid
-    grid = load_grid(args.grid, sets=args.set or [])
+    grid = load_grid(args.grid, sets=args.set or [], protocol=args.protocol)
     device = pick_device(args.device)
     print(f"grid {grid.name}: {len(grid.cells)} runs on {device}; results in {args.results}/")
     if args.dry_run:
@@ -54,7 +54,7 @@ def cmd_report(args) -> int:
     grid = getattr(args, "grid_filter", None)
     if grid is None and getattr(args, "grid", None):
         from mmkgbench.run import load_grid
-        grid = load_grid(args.grid)
+        grid = load_grid(args.grid, protocol=getattr(args, "protocol", None))
     rows = load_rows(args.results, run_ids=_grid_run_ids(grid) if grid is not None else None)
     if rows.empty:
         print(f"no stored results under {args.results}/" + (f" for grid {grid.name}" if grid else ""))
@@ -198,9 +198,14 @@ def main(argv=None) -> int:
     p_run.add_argument("--no-report", dest="report", action="store_false", help="skip the report at the end")
     p_run.add_argument("--split", default="test", choices=["test", "valid"], help=argparse.SUPPRESS)
     p_run.add_argument("--fetch", action="store_true", help="fetch benchmarks the grid names that are not cached")
+    p_run.add_argument("--protocol", default=None, choices=["harness", "reference"],
+                       help="override the grid's protocol: harness (default: select on valid, test once) or "
+                            "reference (MoMoK's code: best of each metric over test evaluations; an audit)")
     p_run.add_argument("--mirror", default=None, help="with --fetch: a folder or base URL to fetch from")
     p_rep = sub.add_parser("report", help="Markdown tables (mean ± std over seeds) from stored results")
     p_rep.add_argument("--grid", default=None, help="only the runs of this grid")
+    p_rep.add_argument("--protocol", default=None, choices=["harness", "reference"],
+                       help="with --grid: the protocol the grid was run under (default: the grid's)")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])
     sub.add_parser("list", help="registered models, scenarios, data sets and grids")
     p_data = sub.add_parser("data", help="standard benchmarks: fetch (download + verify), status, audit, features")

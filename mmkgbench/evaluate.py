@@ -29,6 +29,13 @@ class EvalConfig:
     hits_at: tuple[int, ...] = (1, 3, 10)
     filter_valid_with_test: bool = False  # PyKEEN's policy: model selection never sees test answers
     compile: str = "auto"            # fused counting kernel: "auto" (large evaluations), "on", "off"
+    tie: str = "realistic"           # which rank the metrics use: one of TIE_POLICIES
+
+    def __post_init__(self):
+        if self.tie not in TIE_POLICIES:
+            raise ValueError(f"EvalConfig: tie must be one of {list(TIE_POLICIES)}, got {self.tie!r}")
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"EvalConfig: compile must be 'auto', 'on' or 'off', got {self.compile!r}")
 
 
 @dataclass
@@ -39,7 +46,22 @@ class EvalResult:
     metrics: dict[str, dict[str, float]]
 
 
-QUERY_COLUMNS = ["query_id", "h", "r", "t", "side", "rank_opt", "rank_pess", "rank_real", "n_cand"]
+QUERY_COLUMNS = ["query_id", "h", "r", "t", "side", "rank_opt", "rank_pess", "rank_real", "rank_rand", "n_cand"]
+# tie policy -> per-query column the metrics are computed from. "random" is MoMoK's evaluation: the
+# target is put at a uniformly random place among the candidates that tie with it (methods.md §1.8);
+# its expectation is the realistic rank, which is why the harness reports that one.
+TIE_POLICIES = {"realistic": "rank_real", "optimistic": "rank_opt", "pessimistic": "rank_pess",
+                "random": "rank_rand"}
+
+
+def random_tie_ranks(opt: np.ndarray, pess: np.ndarray, seed: int) -> np.ndarray:
+    """Ranks with ties broken at random: opt + U{0, ..., pess - opt}, per query, int64.
+
+    opt, pess: (n,) optimistic and pessimistic ranks. Drawn from a generator of its own, seeded
+    with `seed`, so the same seed gives the same ranks and no global RNG is touched.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.integers(opt, pess + 1).astype(np.int64)
 
 
 def queries(triples: np.ndarray, num_relations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -58,12 +80,15 @@ def queries(triples: np.ndarray, num_relations: int) -> tuple[np.ndarray, np.nda
 @torch.inference_mode()
 def evaluate(model, triples: np.ndarray, known: KnownAnswers, *, num_relations: int,
              cfg: EvalConfig = EvalConfig(), device: torch.device | str = "cpu",
-             progress=None) -> EvalResult:
+             progress=None, seed: int = 0) -> EvalResult:
     """Filtered ranks of every query of `triples` (n, 3) under `model`.
 
     known: answers to filter (built from the splits the filter policy names, on `device`).
     Scores are ranked in float32 even under mixed precision (bf16 scores would tie massively).
-    Returns per-query ranks and metrics for sides "both", "tail" and "head".
+    seed: for the random tie-breaking column rank_rand (always logged; metrics use it only
+    under cfg.tie = "random").
+    Returns per-query ranks and metrics for sides "both", "tail" and "head", from the rank
+    column `cfg.tie` names.
     """
     triples = np.asarray(triples, dtype=np.int64)
     if len(triples) == 0:
@@ -95,14 +120,17 @@ def evaluate(model, triples: np.ndarray, known: KnownAnswers, *, num_relations: 
         model.train(was_training)
     opt, pess, n_cand = opt.cpu().numpy(), pess.cpu().numpy(), n_cand.cpu().numpy()
     real = (opt + pess) / 2.0
+    rand = random_tie_ranks(opt, pess, seed)
     n = len(triples)
     per_query = pd.DataFrame({
         "query_id": np.concatenate([np.arange(n), np.arange(n)]),
         "h": np.tile(triples[:, 0], 2), "r": np.tile(triples[:, 1], 2), "t": np.tile(triples[:, 2], 2),
         "side": np.where(side == 0, "tail", "head"),
-        "rank_opt": opt, "rank_pess": pess, "rank_real": real, "n_cand": n_cand,
+        "rank_opt": opt, "rank_pess": pess, "rank_real": real, "rank_rand": rand,
+        "n_cand": n_cand,
     }, columns=QUERY_COLUMNS)
-    result = {"both": metrics(real, cfg.hits_at),
-              "tail": metrics(real[side == 0], cfg.hits_at),
-              "head": metrics(real[side == 1], cfg.hits_at)}
+    used = per_query[TIE_POLICIES[cfg.tie]].to_numpy(dtype=np.float64)
+    result = {"both": metrics(used, cfg.hits_at),
+              "tail": metrics(used[side == 0], cfg.hits_at),
+              "head": metrics(used[side == 1], cfg.hits_at)}
     return EvalResult(per_query=per_query, metrics=result)

@@ -11,17 +11,18 @@ LABELS = {"mrr": "MRR", "mr": "MR", "hits@1": "H@1", "hits@3": "H@3", "hits@10":
 
 
 def summarise(rows: pd.DataFrame, *, split: str = "test", side: str = "both", metrics=METRICS) -> pd.DataFrame:
-    """Mean, sample std (ddof=1) and seed count per (dataset, scenario, level, model, metric).
+    """Mean, sample std (ddof=1) and seed count per (protocol, dataset, scenario, level, model, metric).
 
     rows: tidy result rows (mmkgbench.results.ROW_COLUMNS). Returns one row per group with
     columns mean, std (NaN for a single seed), n_seeds.
     """
     sel = rows[(rows["split"] == split) & (rows["side"] == side) & rows["metric"].isin(metrics)]
-    keys = ["dataset", "scenario", "level", "model", "metric"]
+    # The protocol is part of the key: a reference-protocol number is never averaged with a harness one.
+    keys = ["protocol", "dataset", "scenario", "level", "model", "metric"]
     # Two different runs for one seed of one cell are two configurations, not two seeds: averaging
     # them would report a number nobody ran. Refuse, and say how to pick one set of runs.
     runs = sel.drop_duplicates("run_id")
-    clash = runs[runs.duplicated(["dataset", "scenario", "level", "model", "seed"], keep=False)]
+    clash = runs[runs.duplicated(["protocol", "dataset", "scenario", "level", "model", "seed"], keep=False)]
     if not clash.empty:
         first = clash.iloc[0]
         ids = clash[(clash["model"] == first["model"]) & (clash["dataset"] == first["dataset"]) &
@@ -52,7 +53,8 @@ def markdown_table(rows: pd.DataFrame, *, split: str = "test", metrics=METRICS, 
     if summ.empty:
         return f"(no {split} results)"
     parts = []
-    for (dataset, scenario, level), block in summ.groupby(["dataset", "scenario", "level"], sort=True):
+    for (protocol, dataset, scenario, level), block in summ.groupby(["protocol", "dataset", "scenario", "level"],
+                                                                   sort=True):
         models = _model_order(block["model"].unique())
         table, seeds = [], {}
         best = {m: block[block["metric"] == m]["mean"].agg("min" if m == "mr" else "max") for m in metrics}
@@ -71,6 +73,8 @@ def markdown_table(rows: pd.DataFrame, *, split: str = "test", metrics=METRICS, 
             line.append(seeds.get(model, 0))
             table.append(line)
         head = ["model"] + [LABELS.get(m, m) for m in metrics] + ["seeds"]
-        title = f"**{dataset}**, {scenario} (level {level:g}), {split}, filtered, realistic ranks"
+        how = ("realistic ranks" if protocol.startswith("harness") else
+               f"**{protocol} protocol**: best value of each metric over test evaluations, random ties")
+        title = f"**{dataset}**, {scenario} (level {level:g}), {split}, filtered, {how}"
         parts.append(title + "\n\n" + tabulate(table, headers=head, tablefmt="github", disable_numparse=True))
     return "\n\n".join(parts)

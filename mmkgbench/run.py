@@ -37,7 +37,7 @@ from mmkgbench.registry import normalise
 from mmkgbench.results import ROW_COLUMNS, clean_stale, is_done, write_failure, write_run
 from mmkgbench.scenarios import apply as apply_scenario
 from mmkgbench.scenarios import get_scenario
-from mmkgbench.train import TrainConfig, train
+from mmkgbench.train import TrainConfig, best_per_metric, train
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,10 +45,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # Bump when the evaluation protocol or the result schema changes: part of every run id.
-PROTOCOL = "harness-v1"
+# v2: per-query ranks gained rank_rand (random tie-breaking), EvalConfig gained `tie`.
+PROTOCOL = "harness-v2"
+# Protocols a grid may ask for (`protocol = "..."`, or `run --protocol`). "harness" selects one
+# checkpoint on valid and evaluates test once, realistic ranks (methods.md §6). "reference" is
+# what MoMoK's public code does (methods.md §1.8), offered as an audit of how much it inflates
+# numbers: test evaluated every eval_every epochs with random tie-breaking, no early stopping, and
+# the best value of each metric kept separately. Its rows say protocol "reference-v1".
+PROTOCOLS = {"harness": PROTOCOL, "reference": "reference-v1"}
+REFERENCE_SELECTION = "best value of each metric over test evaluations (reference code; not a single model)"
 GRID_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 GRID_KEYS = {"name", "description", "models", "datasets", "seeds", "scenarios", "train", "eval", "inputs", "overrides",
-             "variants"}
+             "variants", "protocol"}
 # [inputs]: what a model that reads features sees where an entity lacks a modality
 # (mmkgbench.features.FILL_POLICIES). Zeros by default, as methods.md §4 and MACO/MMRNS do.
 INPUT_DEFAULTS = {"fill": "zeros"}
@@ -72,6 +80,7 @@ class Cell:
     eval_overrides: tuple = ()
     fill: str = INPUT_DEFAULTS["fill"]
     base: str = ""             # for a grid variant (e.g. an ablation): the registered model it configures
+    protocol: str = "harness"  # a key of PROTOCOLS
 
     @property
     def model_class(self):
@@ -83,7 +92,7 @@ class Cell:
 
     def label(self) -> str:
         return (f"{self.model} | {dataset_label(self.dataset_spec)} | {self.scenario}@{self.level:g} | "
-                f"seed {self.seed}")
+                f"seed {self.seed}" + ("" if self.protocol == "harness" else f" | {self.protocol} protocol"))
 
 
 @dataclass(frozen=True)
@@ -132,8 +141,11 @@ def split_overrides(model: str, overrides: dict, where: str) -> tuple[dict, dict
     return m, t
 
 
-def load_grid(path_or_name, sets: list[str] = ()) -> Grid:
-    """Read and validate a grid file (a path, or a name of a file in scenarios/), applying `--set` overrides."""
+def load_grid(path_or_name, sets: list[str] = (), protocol: str | None = None) -> Grid:
+    """Read and validate a grid file (a path, or a name of a file in scenarios/), applying `--set` overrides.
+
+    protocol: overrides the grid's `protocol` key (a key of PROTOCOLS) when given.
+    """
     path = Path(path_or_name)
     if not path.suffix and not path.exists():
         path = GRID_DIR / f"{path_or_name}.toml"
@@ -144,7 +156,7 @@ def load_grid(path_or_name, sets: list[str] = ()) -> Grid:
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise GridError(f"{path}: invalid TOML: {err}") from None
-    return grid_from_dict(spec, path=path, sets=sets)
+    return grid_from_dict(spec, path=path, sets=sets, protocol=protocol)
 
 
 def _parse_set(item: str) -> tuple[str, str, object]:
@@ -160,11 +172,14 @@ def _parse_set(item: str) -> tuple[str, str, object]:
     return section.strip(), key.strip(), value
 
 
-def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = ()) -> Grid:
+def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), protocol: str | None = None) -> Grid:
     where = str(path) if path else "grid"
     unknown = set(spec) - GRID_KEYS
     if unknown:
         raise GridError(f"{where}: unknown top-level keys {sorted(unknown)}; valid: {sorted(GRID_KEYS)}")
+    protocol = protocol or spec.get("protocol", "harness")
+    if protocol not in PROTOCOLS:
+        raise GridError(f"{where}: protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
     for key in ("models", "datasets", "seeds"):
         if not spec.get(key):
             raise GridError(f"{where}: '{key}' must be a non-empty list")
@@ -237,7 +252,7 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = ()) -
                         cells.append(Cell(model, ds, normalise(scenario), float(level), int(seed),
                                           tuple(sorted(m_over.items())), tuple(sorted(t_all.items())),
                                           tuple(sorted(eval_all.items())), inputs["fill"],
-                                          base if model != base else ""))
+                                          base if model != base else "", protocol))
     return Grid(name=spec.get("name") or (path.stem if path else "grid"), path=path, cells=tuple(cells),
                 description=spec.get("description", ""))
 
@@ -258,17 +273,26 @@ def resolve(cell: Cell, data: MMKG) -> dict:
     mcfg = cls.Config(**dict(cell.model_overrides))
     tcfg = TrainConfig(**{**cls.train_defaults, **dict(cell.train_overrides)})
     ecfg = EvalConfig(**dict(cell.eval_overrides))
+    if cell.protocol == "reference":
+        # What MoMoK's train.py does: no early stopping (patience can never run out) and random
+        # tie-breaking; test is what gets watched (run_cell). Recorded, so the run id says so.
+        if tcfg.eval_every <= 0:
+            raise GridError(f"{cell.label()}: the reference protocol evaluates test every eval_every epochs; "
+                            "eval_every must be > 0")
+        tcfg = dataclasses.replace(tcfg, patience=max(tcfg.patience, tcfg.max_epochs))
+        ecfg = dataclasses.replace(ecfg, tie="random")
     spec = _thaw(cell.dataset) if isinstance(cell.dataset, tuple) else cell.dataset
     sc = get_scenario(cell.scenario)
     seen = model_modalities(cls, data)
     # The fill policy matters only to a model that reads features: leaving it out otherwise keeps
     # structure-only runs from being redone when it changes.
     inputs = {"modalities": list(seen), "fill": cell.fill} if seen else {"modalities": []}
-    return {"protocol": PROTOCOL, "model": cell.model, **({"base_model": cell.base} if cell.base else {}),
+    filt = {"test": "train+valid+test"}
+    if cell.protocol == "harness":
+        filt["valid"] = "train+valid+test" if ecfg.filter_valid_with_test else "train+valid"
+    return {"protocol": PROTOCOLS[cell.protocol], "model": cell.model, **({"base_model": cell.base} if cell.base else {}),
             "model_config": asdict(mcfg), "train": asdict(tcfg),
-            "eval": asdict(ecfg), "inputs": inputs, "reciprocal": True,
-            "filter": {"test": "train+valid+test",
-                       "valid": "train+valid+test" if ecfg.filter_valid_with_test else "train+valid"},
+            "eval": asdict(ecfg), "inputs": inputs, "reciprocal": True, "filter": filt,
             "dataset": {"name": data.name, "spec": spec, "fingerprint": data.fingerprint()},
             "scenario": {"name": cell.scenario, "level": cell.level, "version": sc.version},
             "seed": cell.seed}
@@ -326,7 +350,12 @@ def build_model(cell: Cell, config: dict, data: MMKG):
 
 
 def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bool = False) -> tuple[str, dict]:
-    """Train, select on valid, evaluate test once, and store the run. Returns (run_id, config)."""
+    """Train, select on valid, evaluate test once, and store the run. Returns (run_id, config).
+
+    Under the reference protocol test is watched instead of valid, and the stored test rows hold
+    the best value of each metric over those evaluations (train.best_per_metric); the per-query
+    ranks are those of the checkpoint with the best test MRR. No valid rows are written.
+    """
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     perturbed = apply_scenario(data, cell.scenario, cell.level, cell.seed)
@@ -343,11 +372,19 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
     with torch.random.fork_rng(devices=devices), _deterministic(device):
         torch.manual_seed(cell.seed)            # dropout draws from the global RNG: seed it, scoped to this run
         model = build_model(cell, config, perturbed).to(device)
-        result = train(model, perturbed.train, R, perturbed.num_entities, tcfg, valid_triples=perturbed.valid,
-                       known_valid=known_valid, eval_cfg=ecfg, device=device, seed=cell.seed, progress=progress,
-                       desc=cell.label())
-        evals = {"valid": evaluate(model, perturbed.valid, known_valid, num_relations=R, cfg=ecfg, device=device),
-                 "test": evaluate(model, perturbed.test, known_test, num_relations=R, cfg=ecfg, device=device)}
+        reference = cell.protocol == "reference"
+        watched, known_watched = (perturbed.test, known_test) if reference else (perturbed.valid, known_valid)
+        result = train(model, perturbed.train, R, perturbed.num_entities, tcfg, valid_triples=watched,
+                       known_valid=known_watched, eval_cfg=ecfg, device=device, seed=cell.seed, progress=progress,
+                       desc=cell.label(), watched="test" if reference else "valid")
+        splits = {"test": (perturbed.test, known_test)} if reference else \
+            {"valid": (perturbed.valid, known_valid), "test": (perturbed.test, known_test)}
+        evals = {split: evaluate(model, triples, known, num_relations=R, cfg=ecfg, device=device, seed=cell.seed)
+                 for split, (triples, known) in splits.items()}
+        if reference:
+            # Side "both" holds the best of each metric over the evaluations (the reference's report);
+            # head and tail are left out, because the reference code never reports them that way.
+            evals["test"].metrics = {"both": best_per_metric(result.history, "test")}
         # What the model says about itself (MoMoK: expert gates per relation), on the training split.
         extra = model.interpretation(torch.from_numpy(np.array(perturbed.train)).to(device))
         for frame in extra.values():
@@ -358,7 +395,8 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
     config_json = json.dumps(config, sort_keys=True, default=str)
     common = {"run_id": rid, "model": cell.model, "dataset": data.name, "scenario": cell.scenario,
               "scenario_version": config["scenario"]["version"], "level": cell.level, "seed": cell.seed,
-              "source": "bench", "protocol": PROTOCOL, "selection": result.selection["rule"],
+              "source": "bench", "protocol": config["protocol"],
+              "selection": REFERENCE_SELECTION if cell.protocol == "reference" else result.selection["rule"],
               "best_epoch": result.best_epoch, "epochs": result.epochs,
               "dataset_fingerprint": config["dataset"]["fingerprint"], "code_version": code_version(),
               "device": _device_name(device), "started_at": started, "wall_s": round(wall, 3),

@@ -145,11 +145,13 @@ def _auxiliary_optimizer(model, cfg: TrainConfig):
 def train(model, train_triples: np.ndarray, num_relations: int, num_entities: int, cfg: TrainConfig, *,
           valid_triples: np.ndarray | None = None, known_valid: KnownAnswers | None = None,
           eval_cfg: EvalConfig = EvalConfig(), device: torch.device | str = "cpu", seed: int = 0,
-          progress: bool = False, desc: str = "") -> TrainResult:
+          progress: bool = False, desc: str = "", watched: str = "valid") -> TrainResult:
     """Train `model` (already on `device`) on train triples (n, 3) and restore the best checkpoint.
 
     num_relations: R of the data (the model was built with 2R). known_valid: the filter for
-    validation ranking. All sampling draws from a CPU generator seeded with `seed`; dropout draws
+    validation ranking. watched: the name of the split passed as `valid_triples`, used in the
+    history columns (`<watched>_mrr`, ...) and the selection record; only the reference
+    protocol (mmkgbench.run) passes the test split here, and says so. All sampling draws from a CPU generator seeded with `seed`; dropout draws
     from torch's global RNG, which the caller seeds and scopes (mmkgbench.run does).
     """
     device = torch.device(device)
@@ -209,9 +211,10 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
         if aux_optimizer is not None:
             row["aux_loss"] = float(aux_total) / max(count, 1)
         if selecting and (epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs):
-            res = evaluate(model, valid_triples, known_valid, num_relations=num_relations, cfg=eval_cfg, device=device)
+            res = evaluate(model, valid_triples, known_valid, num_relations=num_relations, cfg=eval_cfg,
+                           device=device, seed=seed)
             m = res.metrics["both"]
-            row.update({f"valid_{k}": v for k, v in m.items()})
+            row.update({f"{watched}_{k}": v for k, v in m.items()})
             score = sign * m[cfg.selection_metric]
             if score > best_score + cfg.min_delta or best_state is None:
                 best_score, best_epoch, best_valid, bad_evals = score, epoch, m, 0
@@ -229,11 +232,26 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
         model.load_state_dict(best_state)
     else:
         best_epoch = epoch
-    selection = {"split": "valid" if selecting else None, "metric": cfg.selection_metric if selecting else None,
-                 "rule": "best valid checkpoint (early stopping)" if selecting else "last epoch",
+    selection = {"split": watched if selecting else None, "metric": cfg.selection_metric if selecting else None,
+                 "rule": f"best {watched} checkpoint (early stopping)" if selecting else "last epoch",
                  "eval_every": cfg.eval_every, "patience": cfg.patience, "config": asdict(cfg)}
     return TrainResult(best_epoch=best_epoch, best_valid=best_valid, epochs=epoch, stopped_early=stopped_early,
                        seconds=time.perf_counter() - t0, history=history, selection=selection)
+
+
+def best_per_metric(history: list[dict], split: str) -> dict[str, float]:
+    """The best value of each metric over all evaluations in `history`, each taken separately.
+
+    This is how MoMoK's train.py reports (methods.md §1.8): MRR from one evaluation, Hits@10 from
+    perhaps another, so the row describes no single model. Only the reference protocol uses it.
+    MR is lower-is-better; every other metric higher-is-better.
+    """
+    prefix = f"{split}_"
+    evals = [{k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)} for row in history]
+    evals = [e for e in evals if e]
+    if not evals:
+        raise ValueError(f"no {split} evaluations in the history: set eval_every > 0")
+    return {k: (min if k == "mr" else max)(e[k] for e in evals) for k in evals[0]}
 
 
 def _negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, gen: torch.Generator, device):
@@ -261,8 +279,9 @@ def _update(bar, row: dict, best):
     if bar is None:
         return
     post = {"loss": f"{row['loss']:.4f}"}
-    if "valid_mrr" in row:
-        post["val_mrr"] = f"{row['valid_mrr']:.4f}"
+    for split in ("valid", "test"):
+        if f"{split}_mrr" in row:
+            post[f"{split}_mrr"] = f"{row[f'{split}_mrr']:.4f}"
     if best is not None:
         post["best"] = f"{best:.4f}"
     bar.set_postfix(post, refresh=False)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmkgbench.evaluate import EvalConfig, evaluate
+from mmkgbench.evaluate import TIE_POLICIES, EvalConfig, evaluate, random_tie_ranks
 from mmkgbench.ranking import KnownAnswers, filtered_ranks, metrics, ranks
 
 
@@ -184,3 +184,33 @@ def test_known_answers_contains_and_candidate_counts():
     assert idx.contains(e, r, y).tolist() == [True, False, False, True, True, True, False]
     start, count = idx.spans(e, r)
     assert count.tolist() == [2, 2, 0, 1, 1, 1, 1]
+
+
+def test_random_tie_ranks_are_uniform_over_the_tied_places():
+    opt, pess = np.array([1, 3, 2]), np.array([1, 3, 6])
+    draws = np.stack([random_tie_ranks(opt, pess, seed) for seed in range(2000)])
+    assert (draws[:, 0] == 1).all() and (draws[:, 1] == 3).all()       # no tie: the rank itself
+    counts = np.bincount(draws[:, 2], minlength=7)[2:]                 # places 2..6, 400 expected each
+    assert counts.min() > 330 and counts.max() < 470
+    assert np.array_equal(random_tie_ranks(opt, pess, 7), random_tie_ranks(opt, pess, 7))
+
+
+@pytest.mark.parametrize("tie", list(TIE_POLICIES))
+def test_tie_policy_chooses_the_rank_the_metrics_use(tiny, tie):
+    g = torch.Generator().manual_seed(5)
+    E, R = tiny.num_entities, tiny.num_relations
+    model = _FixedScores(torch.randint(2, (2 * R, E), generator=g).float(), E)   # many ties
+    known = KnownAnswers(np.concatenate([tiny.train, tiny.valid, tiny.test]), R)
+    res = evaluate(model, tiny.test, known, num_relations=R, cfg=EvalConfig(tie=tie), seed=11)
+    pq = res.per_query
+    assert (pq["rank_opt"] <= pq["rank_rand"]).all() and (pq["rank_rand"] <= pq["rank_pess"]).all()
+    assert res.metrics["both"]["mr"] == pytest.approx(pq[TIE_POLICIES[tie]].mean())
+    assert res.metrics["tail"]["mrr"] == pytest.approx((1 / pq[pq.side == "tail"][TIE_POLICIES[tie]]).mean())
+    # the random column is a function of the seed only, whatever the policy
+    again = evaluate(model, tiny.test, known, num_relations=R, cfg=EvalConfig(), seed=11).per_query
+    assert again["rank_rand"].equals(pq["rank_rand"])
+
+
+def test_unknown_tie_policy_is_refused():
+    with pytest.raises(ValueError, match="tie must be one of"):
+        EvalConfig(tie="average")

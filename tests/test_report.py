@@ -9,7 +9,7 @@ from mmkgbench.report import markdown_table, summarise
 
 def rows(spec) -> pd.DataFrame:
     """spec: (run_id, model, dataset, seed, mrr) tuples -> tidy rows (test split, both sides)."""
-    return pd.DataFrame([{"run_id": rid, "model": m, "dataset": d, "scenario": "clean", "level": 0.0, "seed": s,
+    return pd.DataFrame([{"run_id": rid, "model": m, "dataset": d, "scenario": "clean", "level": 0.0, "seed": s, "protocol": "harness-v2",
                           "split": "test", "side": "both", "metric": "mrr", "value": v}
                          for rid, m, d, s, v in spec])
 

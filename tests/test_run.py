@@ -229,3 +229,59 @@ def test_same_seed_same_numbers_in_two_processes(tmp_path):
     rid = a["run_id"].iloc[0]
     history = [pd.read_csv(tmp_path / name / "runs" / rid / "history.csv") for name in ("a", "b")]
     assert history[0]["loss"].tolist() == history[1]["loss"].tolist()     # bit-identical training
+
+
+def test_reference_protocol_config_is_recorded_and_a_new_run(tiny):
+    harness = grid_from_dict(TINY_GRID).cells[1]
+    ref = grid_from_dict({**TINY_GRID, "protocol": "reference"}).cells[1]
+    assert ref.protocol == "reference" and "reference protocol" in ref.label()
+    assert grid_from_dict(TINY_GRID, protocol="reference").cells[1] == ref      # the CLI's --protocol
+    a, b = resolve(harness, tiny), resolve(ref, tiny)
+    assert (a["protocol"], b["protocol"]) == (run_mod.PROTOCOL, "reference-v1")
+    assert run_id_of(a) != run_id_of(b)
+    assert a["eval"]["tie"] == "realistic" and b["eval"]["tie"] == "random"
+    assert b["train"]["patience"] >= b["train"]["max_epochs"]          # the reference never stops early
+    assert b["filter"] == {"test": "train+valid+test"}
+    with pytest.raises(GridError, match="protocol must be one of"):
+        grid_from_dict({**TINY_GRID, "protocol": "test-selected"})
+    with pytest.raises(GridError, match="eval_every must be > 0"):
+        resolve(grid_from_dict({**TINY_GRID, "protocol": "reference"}, sets=["train.eval_every=0"]).cells[0], tiny)
+
+
+def test_reference_protocol_keeps_the_best_of_each_metric_on_test(tmp_path, capsys):
+    spec = {**TINY_GRID, "models": ["tucker"], "train": {**TINY_GRID["train"], "max_epochs": 6, "lr": 0.05,
+                                                          "patience": 1}}
+    out = run_grid(grid_from_dict(spec, protocol="reference"), tmp_path, progress=False, log=quiet)
+    assert len(out["done"]) == 1 and not out["failed"]
+    rows = load_rows(tmp_path)
+    assert set(rows["split"]) == {"test"} and set(rows["side"]) == {"both"}
+    assert (rows["protocol"] == "reference-v1").all() and rows["selection"].str.contains("not a single").all()
+    rid = rows["run_id"].iloc[0]
+    hist = pd.read_csv(tmp_path / "runs" / rid / "history.csv")
+    assert len(hist) == 6 and hist["test_mrr"].notna().all() and "valid_mrr" not in hist   # no early stop
+    value = rows.set_index("metric")["value"]
+    assert value["mrr"] == pytest.approx(hist["test_mrr"].max())
+    assert value["hits@10"] == pytest.approx(hist["test_hits@10"].max())
+    assert value["mr"] == pytest.approx(hist["test_mr"].min())
+    # Per-query ranks: the checkpoint with the best test MRR, random ties, test split only.
+    pq = load_per_query(tmp_path, rid)
+    assert set(pq["split"]) == {"test"}
+    assert (1 / pq["rank_rand"]).mean() == pytest.approx(value["mrr"])
+    # A harness run of the same cell sits beside it: the report shows both, never averaged together.
+    run_grid(grid_from_dict(spec), tmp_path, progress=False, log=quiet)
+    from mmkgbench.report import markdown_table, summarise
+    summ = summarise(load_rows(tmp_path))
+    assert set(summ["protocol"]) == {run_mod.PROTOCOL, "reference-v1"} and (summ["n_seeds"] == 1).all()
+    text = markdown_table(load_rows(tmp_path))
+    assert "realistic ranks" in text and "reference-v1 protocol" in text
+    assert main(["--results", str(tmp_path), "report"]) == 0
+
+
+def test_best_per_metric_takes_each_metric_separately():
+    from mmkgbench.train import best_per_metric
+    history = [{"epoch": 1, "loss": 1.0},
+               {"epoch": 2, "test_mrr": 0.3, "test_mr": 9.0, "test_hits@10": 0.7},
+               {"epoch": 3, "test_mrr": 0.4, "test_mr": 12.0, "test_hits@10": 0.6}]
+    assert best_per_metric(history, "test") == {"mrr": 0.4, "mr": 9.0, "hits@10": 0.7}
+    with pytest.raises(ValueError, match="no valid evaluations"):
+        best_per_metric(history, "valid")
