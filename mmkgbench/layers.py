@@ -14,12 +14,26 @@ on the CPU, p is realised at 16-bit resolution, round(p * 65536) / 65536 (0.4 ->
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 RESOLUTION = 1 << 16
+
+
+def linear(n_in: int, n_out: int, generator: torch.Generator, bias: bool = True) -> nn.Linear:
+    """nn.Linear with PyTorch's default distribution U(±1/sqrt(n_in)), drawn from `generator`
+    (models never draw from the global RNG)."""
+    lin = torch.nn.utils.skip_init(nn.Linear, n_in, n_out, bias=bias)
+    bound = 1.0 / math.sqrt(n_in)
+    with torch.no_grad():
+        lin.weight.uniform_(-bound, bound, generator=generator)
+        if bias:
+            lin.bias.uniform_(-bound, bound, generator=generator)
+    return lin
 
 
 def drop_mask(shape, p: float, device: torch.device | str = "cpu") -> Tensor:

@@ -76,12 +76,19 @@ class KGEModel(nn.Module):
             return s.gather(1, t[:, None])[:, 0]
         return s.gather(1, t)
 
+    def negative_scores(self, h: Tensor, r: Tensor, t: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores of the positives (B,) and of their negative tails (B, k) for the negative-sampling
+        regime. Override when entity vectors are costly to compute (MoCME: once per step, not twice)."""
+        return self.score_hrt(h, r, t), self.score_hrt(h, r, negatives)
+
     def penalty(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         """Regularisation term for a training batch (already weighted); 0 unless a model adds one."""
         return torch.zeros((), device=h.device)
 
     # Optional hooks (mmkgbench.train):
     #   kvsall_loss(e, r, y) -> scalar: the model's own KvsAll objective, y the smoothed (B, E) target.
+    #   negative_weights(neg, w) -> (B, k): reweighs the loop's weights w of the negatives, whose
+    #   detached scores are neg; rows must sum to 1 (MoCME's entropy-guided types).
     #   auxiliary_parameters() / auxiliary_loss(e, r): an estimator trained by its own optimiser, one
     #   step after each model step, on detached model outputs (MoMoK's CLUB network).
     def auxiliary_parameters(self) -> list:

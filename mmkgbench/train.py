@@ -15,8 +15,11 @@ Regimes (a model declares its default in `train_defaults["regime"]`; a run may o
   w = softmax(alpha f-) (detached, self-adversarial; Sun et al. 2019), uniform when alpha = 0.
 
 Models with an objective of their own: `kvsall_loss(e, r, y)` replaces the BCE on `score_t` (y is
-the smoothed (B, E) target), and `auxiliary_parameters()` / `auxiliary_loss(e, r)` declare an
-estimator trained by its own optimiser in alternation with the model (one step each per batch).
+the smoothed (B, E) target); `negative_scores(h, r, t, negatives)` gives the positive and negative
+scores in one call (the default calls `score_hrt` twice; a model whose entity vectors are costly
+computes them once); `negative_weights(neg, w)` reweighs the (self-adversarial or uniform) weights
+of the negatives, rows summing to 1; and `auxiliary_parameters()` / `auxiliary_loss(e, r)` declare
+an estimator trained by its own optimiser in alternation with the model (one step each per batch).
 The loop knows nothing else about any model.
 
 Model selection (the benchmark owns it, house-style §4.4): every `eval_every` epochs the model
@@ -114,12 +117,15 @@ def _kvsall_loss(model, q: torch.Tensor, answers: KnownAnswers, cfg: TrainConfig
 
 def _negative_loss(model, hrt: torch.Tensor, negatives: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     h, r, t = hrt[:, 0], hrt[:, 1], hrt[:, 2]
-    pos = model.score_hrt(h, r, t).float()                        # (B,)
-    neg = model.score_hrt(h, r, negatives).float()                # (B, k)
+    pos, neg = model.negative_scores(h, r, t, negatives)         # (B,), (B, k)
+    pos, neg = pos.float(), neg.float()
     if cfg.adversarial_temperature > 0:
         w = torch.softmax(cfg.adversarial_temperature * neg.detach(), dim=1)
     else:
         w = torch.full_like(neg, 1.0 / neg.shape[1])
+    reweight = getattr(model, "negative_weights", None)
+    if reweight is not None:     # a model that weighs its negatives itself (MoCME's entropy types)
+        w = reweight(neg.detach(), w)
     if cfg.loss == "softplus":
         loss = 0.5 * (F.softplus(-pos).mean() + (w * F.softplus(neg)).sum(1).mean())
     else:

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mmkgbench.model import ModelInputs
 from mmkgbench.models.momok import CLUB, Experts, MoMoK, MoMoKConfig

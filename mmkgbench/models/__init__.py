@@ -1,6 +1,6 @@
 """The model registry: a literal dict from registry key to model class.
 
-Adding a model is one file (a config dataclass and a `KGEModel` subclass, see `base.py`) and one
+Adding a model is one file (a config dataclass and a `KGEModel` subclass, see `mmkgbench/model.py`) and one
 line here. Keys are lower snake_case; `get_model` lists the valid ones when a name is unknown.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from baselines.rotate import RotatE
 from baselines.transe import TransE
 from baselines.tucker import TuckER
 from mmkgbench.model import KGEModel, ModelInputs
+from mmkgbench.models.mocme import MoCME
 from mmkgbench.models.momok import MoMoK
 from mmkgbench.registry import lookup
 
@@ -23,6 +24,7 @@ MODELS: dict[str, type[KGEModel]] = {
     "pairre": PairRE,
     "tucker": TuckER,
     "momok": MoMoK,
+    "mocme": MoCME,
 }
 
 

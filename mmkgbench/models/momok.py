@@ -30,7 +30,6 @@ forms `club_pairs` / `club_loglik` where the paper and the code differ (methods.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmkgbench.features import FeatureTable
-from mmkgbench.layers import Dropout, bce_with_logits_mean, drop_mask, masked_contraction
+from mmkgbench.layers import Dropout, bce_with_logits_mean, drop_mask, linear, masked_contraction
 from mmkgbench.model import KGEModel, ModelInputs, init_
 
 STRUCTURE, JOINT = "structure", "joint"
@@ -70,22 +69,12 @@ class MoMoKConfig:
     def __post_init__(self):
         checks = [(self.variant in ("code", "paper"), f"variant must be 'code' or 'paper', got {self.variant!r}"),
                   (self.club_pairs in ("one", "all"), f"club_pairs must be 'one' or 'all', got {self.club_pairs!r}"),
-                  (self.club_loglik in ("momok", "reference"), f"club_loglik must be 'momok' or 'reference'"),
+                  (self.club_loglik in ("momok", "reference"), f"club_loglik must be 'momok' or 'reference', got {self.club_loglik!r}"),
                   (self.num_experts >= 1, "num_experts must be >= 1"),
                   (not (self.exid and self.num_experts < 2), "ExID needs num_experts >= 2 (or exid = false)")]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"MoMoKConfig: {msg}")
-
-
-def _linear(n_in: int, n_out: int, generator: torch.Generator, bias: bool = True) -> nn.Linear:
-    """nn.Linear with PyTorch's default distribution U(±1/sqrt(n_in)), drawn from `generator`."""
-    lin = torch.nn.utils.skip_init(nn.Linear, n_in, n_out, bias=bias)     # no draw from the global RNG
-    bound = 1.0 / math.sqrt(n_in)
-    init_(lin.weight, "uniform", generator, a=-bound, b=bound)
-    if bias:
-        init_(lin.bias, "uniform", generator, a=-bound, b=bound)
-    return lin
 
 
 class Experts(nn.Module):
@@ -121,8 +110,8 @@ class Fusion(nn.Module):
     def __init__(self, dims: list[int], out: int, heads: int, dropout: float, adaptive: bool,
                  generator: torch.Generator):
         super().__init__()
-        self.heads = nn.ModuleList(nn.ModuleList(_linear(d, out, generator) for d in dims) for _ in range(heads))
-        self.attn = _linear(out, 1, generator, bias=False)
+        self.heads = nn.ModuleList(nn.ModuleList(linear(d, out, generator) for d in dims) for _ in range(heads))
+        self.attn = linear(out, 1, generator, bias=False)
         self.dropout = Dropout(dropout)
         self.adaptive = adaptive
 
@@ -176,8 +165,8 @@ class CLUB(nn.Module):
     def __init__(self, dim: int, generator: torch.Generator):
         super().__init__()
         hidden = max(1, dim // 2)
-        self.mu = nn.Sequential(_linear(dim, hidden, generator), nn.ReLU(), _linear(hidden, dim, generator))
-        self.logvar = nn.Sequential(_linear(dim, hidden, generator), nn.ReLU(), _linear(hidden, dim, generator),
+        self.mu = nn.Sequential(linear(dim, hidden, generator), nn.ReLU(), linear(hidden, dim, generator))
+        self.logvar = nn.Sequential(linear(dim, hidden, generator), nn.ReLU(), linear(hidden, dim, generator),
                                     nn.Tanh())
 
     def upper_bound(self, x: Tensor, y: Tensor, all_negatives: bool) -> Tensor:
