@@ -51,14 +51,6 @@ def drop_mask(shape, p: float, device: torch.device | str = "cpu") -> Tensor:
     return torch.from_numpy(u < round(p * RESOLUTION)).view(shape)
 
 
-def dropout_(x: Tensor, p: float, training: bool) -> Tensor:
-    """Dropout *in place* on a tensor that autograd does not need (a fresh matmul or gather output),
-    without the 1/(1 - p) scale, which the caller folds into a smaller operand. Returns x."""
-    if not training or p == 0:
-        return x
-    return x.masked_fill_(drop_mask(x.shape, p, x.device), 0.0)
-
-
 class Dropout(nn.Module):
     """`nn.Dropout(p)` with the fast mask of `drop_mask`: x (any shape) -> same shape."""
 

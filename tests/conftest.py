@@ -33,3 +33,26 @@ def home(tmp_path, monkeypatch):
     """An empty $MMKGBENCH_HOME, so no test reads or writes the user's cache."""
     monkeypatch.setenv("MMKGBENCH_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed: int = 0) -> float:
+    """Train one registered model through the harness (build, seed, select on valid) and return the
+    best validation MRR: the shared body of the learning tests."""
+    import numpy as np
+    import torch
+
+    from mmkgbench.datasets import load_dataset
+    from mmkgbench.ranking import KnownAnswers
+    from mmkgbench.run import build_model, grid_from_dict, resolve
+    from mmkgbench.train import TrainConfig
+    from mmkgbench.train import train as fit
+    data = load_dataset(dataset)
+    known = KnownAnswers(np.concatenate([data.train, data.valid]), data.num_relations)
+    cell = grid_from_dict({"models": [model], "datasets": [dataset], "seeds": [seed], "train": train,
+                           "overrides": {model: overrides}}).cells[0]
+    config = resolve(cell, data)
+    torch.manual_seed(seed)
+    net = build_model(cell, config, data)
+    result = fit(net, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
+                 valid_triples=data.valid, known_valid=known, seed=seed)
+    return result.best_valid["mrr"]

@@ -11,6 +11,7 @@ import torch
 
 from mmkgbench.model import ModelInputs
 from mmkgbench.models.mocme import MoCME, MoCMEConfig, Statistic
+from tests.conftest import best_valid_mrr
 
 SMALL = MoCMEConfig(dim=4, mine_hidden=8, gamma=4.0)
 
@@ -207,24 +208,8 @@ def test_mocme_beats_structure_only_rotate_on_a_sparse_graph_with_informative_fe
     for both (d = 32, gamma 4, 32 negatives, alpha 1, Adam lr 3e-3, weight decay 1e-3, batch 128, at
     most 150 epochs, validation every 10, patience 5), seed 0. Measured: MoCME 0.080 vs RotatE 0.056
     valid MRR (seed 1: 0.072 vs 0.063; the margin is real but modest, see the README)."""
-    from mmkgbench.datasets import load_dataset
-    from mmkgbench.ranking import KnownAnswers
-    from mmkgbench.run import build_model, grid_from_dict, resolve
-    from mmkgbench.train import TrainConfig, train
-    data = load_dataset("synthetic_sparse")
-    known = KnownAnswers(np.concatenate([data.train, data.valid]), data.num_relations)
-    best = {}
-    for name in ("rotate", "mocme"):
-        grid = grid_from_dict({"models": [name], "datasets": ["synthetic_sparse"], "seeds": [0],
-                               "train": {"lr": 3e-3, "weight_decay": 1e-3, "batch_size": 128, "num_negatives": 32,
-                                         "adversarial_temperature": 1.0, "max_epochs": 150, "eval_every": 10,
-                                         "patience": 5},
-                               "overrides": {name: {"dim": 32, "gamma": 4.0}}})
-        cell = grid.cells[0]
-        config = resolve(cell, data)
-        torch.manual_seed(0)
-        model = build_model(cell, config, data)
-        result = train(model, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
-                       valid_triples=data.valid, known_valid=known, seed=0)
-        best[name] = result.best_valid["mrr"]
+    train = {"lr": 3e-3, "weight_decay": 1e-3, "batch_size": 128, "num_negatives": 32, "adversarial_temperature": 1.0,
+             "max_epochs": 150, "eval_every": 10, "patience": 5}
+    best = {name: best_valid_mrr(name, "synthetic_sparse", train, {"dim": 32, "gamma": 4.0})
+            for name in ("rotate", "mocme")}
     assert best["mocme"] >= 1.3 * best["rotate"] and best["mocme"] - best["rotate"] >= 0.015, best

@@ -10,6 +10,7 @@ import torch
 
 from mmkgbench.model import ModelInputs
 from mmkgbench.models.momok import CLUB, Experts, MoMoK, MoMoKConfig
+from tests.conftest import best_valid_mrr
 
 SMALL = MoMoKConfig(dim=8, relation_dim=4, num_experts=3)
 
@@ -245,29 +246,12 @@ def test_momok_beats_structure_only_tucker_on_a_sparse_graph_with_informative_fe
     """synthetic_sparse: about 5 train triples per entity, image signal 0.95, text 0.8. Same budget
     for both (KvsAll, lr 1e-2, batch 128, dropouts 0.1, d = 32, d_r = 16, at most 150 epochs,
     validation every 10, patience 4), seed 0. Measured: MoMoK 0.121 vs TuckER 0.058 valid MRR."""
-    from mmkgbench.datasets import load_dataset
-    from mmkgbench.ranking import KnownAnswers
-    from mmkgbench.run import build_model, grid_from_dict, resolve
-    from mmkgbench.train import TrainConfig, train
-    data = load_dataset("synthetic_sparse")
-    known = KnownAnswers(np.concatenate([data.train, data.valid]), data.num_relations)
     drop = {"input_dropout": 0.1}
     overrides = {"tucker": {"entity_dim": 32, "relation_dim": 16, **drop, "hidden_dropout1": 0.1,
                             "hidden_dropout2": 0.1},
                  "momok": {"dim": 32, "relation_dim": 16, **drop, "hidden_dropout": 0.1, "output_dropout": 0.1}}
-    best = {}
-    for name in ("tucker", "momok"):
-        grid = grid_from_dict({"models": [name], "datasets": ["synthetic_sparse"], "seeds": [0],
-                               "train": {"lr": 1e-2, "batch_size": 128, "max_epochs": 150, "eval_every": 10,
-                                         "patience": 4},
-                               "overrides": {name: overrides[name]}})
-        cell = grid.cells[0]
-        config = resolve(cell, data)
-        torch.manual_seed(0)
-        model = build_model(cell, config, data)
-        result = train(model, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
-                       valid_triples=data.valid, known_valid=known, seed=0)
-        best[name] = result.best_valid["mrr"]
+    train = {"lr": 1e-2, "batch_size": 128, "max_epochs": 150, "eval_every": 10, "patience": 4}
+    best = {name: best_valid_mrr(name, "synthetic_sparse", train, overrides[name]) for name in ("tucker", "momok")}
     assert best["momok"] >= 1.5 * best["tucker"] and best["momok"] - best["tucker"] >= 0.04, best
 
 

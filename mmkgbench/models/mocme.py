@@ -187,14 +187,13 @@ class MoCME(KGEModel):
             c[..., j] += pair_mi[..., p]
         return torch.softmax(-c / ((n - 1) * tau), dim=-1)
 
-    def fuse(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """views (M x (n, K, 2d)) -> (entity vectors (n, 2d), view weights (n or 1, M, K), modality
-        weights (n or 1, M)). Weights are constants (no gradient reaches the MI estimates)."""
+    def _modality_vectors(self, views: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Intra-modal step: views (M x (n, K, 2d)) -> (modality vectors (n, M, 2d), view weights
+        (n or 1, M, K)). The weights are constants (no gradient reaches the MI estimates)."""
         M, K, cfg = len(self.names), self.K, self.cfg
         dev, dt = views[0].device, views[0].dtype
         if not self.mine:
             wa = torch.full((1, M, K), 1.0 / K, device=dev, dtype=dt)
-            wb = torch.full((1, M), 1.0 / M, device=dev, dtype=dt)
         else:
             with torch.no_grad():
                 if self.view_pairs:
@@ -208,8 +207,16 @@ class MoCME(KGEModel):
                     wa = self._weights(mi, K, cfg.tau)
                 else:
                     wa = torch.ones((1, M, 1), device=dev, dtype=dt)
-        e_m = torch.stack([(wa[:, m, :, None] * v).sum(1) for m, v in enumerate(views)], 1)   # (n, M, 2d)
-        if self.mine and self.modality_pairs:
+        return torch.stack([(wa[:, m, :, None] * v).sum(1) for m, v in enumerate(views)], 1), wa
+
+    def fuse(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """views (M x (n, K, 2d)) -> (entity vectors (n, 2d), view weights (n or 1, M, K), modality
+        weights (n or 1, M)). Weights are constants (no gradient reaches the MI estimates)."""
+        M, cfg = len(self.names), self.cfg
+        e_m, wa = self._modality_vectors(views)
+        if not self.mine:
+            wb = torch.full((1, M), 1.0 / M, device=e_m.device, dtype=e_m.dtype)
+        elif self.modality_pairs:
             with torch.no_grad():
                 base = M * len(self.view_pairs)
                 if cfg.mi_weights == "batch":
@@ -218,8 +225,8 @@ class MoCME(KGEModel):
                     mi = torch.cat([self._pointwise(self.t_modality[p], e_m[:, i, None], e_m[:, j, None], [base + p])
                                     for p, (i, j) in enumerate(self.modality_pairs)], -1)
                 wb = self._weights(mi, M, cfg.tau)
-        elif self.mine:
-            wb = torch.ones((1, 1), device=dev, dtype=dt)
+        else:
+            wb = torch.ones((1, 1), device=e_m.device, dtype=e_m.dtype)
         return (wb[..., None] * e_m).sum(1), wa, wb
 
     def embed(self, ids: Tensor | None = None) -> Tensor:
@@ -329,8 +336,7 @@ class MoCME(KGEModel):
         """One estimator step on the views of the batch's head entities (detached): the mean over pairs."""
         with torch.no_grad():
             views = self._views(h)
-            _, wa, _ = self.fuse(views)
-            e_m = [(wa[:, m, :, None] * v).sum(1) for m, v in enumerate(views)]
+            e_m = self._modality_vectors(views)[0].unbind(1)
         terms = []
         if self.view_pairs:
             i, j = (list(x) for x in zip(*self.view_pairs))
