@@ -4,6 +4,9 @@
     results/runs/<run_id>/rows.csv         tidy long rows: one per split x side x metric
     results/runs/<run_id>/per_query.csv.gz one row per evaluated query (valid and test)
     results/runs/<run_id>/history.csv      one row per epoch: loss, lr, valid metrics when evaluated
+    results/runs/<run_id>/interpret_*.csv  what a model says about itself (MoMoK gates, MoCME weights)
+    results/runs/<run_id>/perturbation.npz what the scenario did (noised or removed entities, dropped
+                                           and added triples); absent for clean runs
     results/failed/<run_id>.json           the error of a run that failed (removed once it succeeds)
 
 A run is written into a hidden temporary folder and renamed into place in one step, so a run
@@ -18,6 +21,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROW_COLUMNS = ["run_id", "model", "dataset", "scenario", "scenario_version", "level", "seed", "split", "side",
@@ -47,11 +51,14 @@ def _fsync_dir(path: Path):
 
 
 def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd.DataFrame,
-              history: pd.DataFrame, extra: dict[str, pd.DataFrame] | None = None) -> Path:
+              history: pd.DataFrame, extra: dict[str, pd.DataFrame] | None = None,
+              arrays: dict[str, np.ndarray] | None = None) -> Path:
     """Write one finished run atomically; returns its folder. An existing run is left untouched.
 
     extra: name -> frame, written as `interpret_<name>.csv` (what a model says about itself, e.g.
     MoMoK's expert gates per relation), inside the same atomic folder.
+    arrays: name -> array, written as `perturbation.npz` (what the scenario did; see
+    mmkgbench.scenarios.perturbation), when not empty.
     """
     final = runs_dir(root) / run_id
     tmp = runs_dir(root) / f".tmp-{run_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -63,6 +70,8 @@ def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd
         history.to_csv(tmp / "history.csv", index=False)
         for name, frame in (extra or {}).items():
             frame.to_csv(tmp / f"interpret_{name}.csv", index=False)
+        if arrays:
+            np.savez_compressed(tmp / "perturbation.npz", **arrays)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -150,6 +159,15 @@ def load_rows(root, run_ids=None) -> pd.DataFrame:
 def load_per_query(root, run_id: str) -> pd.DataFrame:
     """Per-query ranks of one run: split, query_id, h, r, t, side, rank_opt, rank_pess, rank_real, n_cand."""
     return pd.read_csv(runs_dir(root) / run_id / "per_query.csv.gz")
+
+
+def load_perturbation(root, run_id: str) -> dict[str, np.ndarray]:
+    """What the scenario of a stored run did: `<step>:<scenario>/<what>` -> array ({} for clean runs)."""
+    path = runs_dir(root) / run_id / "perturbation.npz"
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
 
 def load_config(root, run_id: str) -> dict:

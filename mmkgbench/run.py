@@ -35,8 +35,7 @@ from mmkgbench.models import MODELS, get_model
 from mmkgbench.ranking import KnownAnswers
 from mmkgbench.registry import normalise
 from mmkgbench.results import ROW_COLUMNS, clean_stale, is_done, write_failure, write_run
-from mmkgbench.scenarios import apply as apply_scenario
-from mmkgbench.scenarios import get_scenario
+from mmkgbench.scenarios import SCENARIOS, ScenarioError, apply_steps, check_options, get_scenario, perturbation
 from mmkgbench.train import TrainConfig, best_per_metric, train
 
 if sys.version_info >= (3, 11):
@@ -81,6 +80,9 @@ class Cell:
     fill: str = INPUT_DEFAULTS["fill"]
     base: str = ""             # for a grid variant (e.g. an ablation): the registered model it configures
     protocol: str = "harness"  # a key of PROTOCOLS
+    # The scenario entry of the grid: ((registered name, fixed level or None, options), ...). A step
+    # with level None is the swept one and takes the cell's level; `scenario` is the entry's name.
+    steps: tuple = ()
 
     @property
     def model_class(self):
@@ -89,6 +91,11 @@ class Cell:
     @property
     def dataset_spec(self):
         return dict(self.dataset) if isinstance(self.dataset, tuple) else self.dataset
+
+    def scenario_steps(self) -> list[tuple[str, float, dict]]:
+        """[(registered scenario, level, full options)] this cell applies, in order."""
+        steps = self.steps or ((self.scenario, None, ()),)
+        return [(name, self.level if level is None else level, dict(opts)) for name, level, opts in steps]
 
     def label(self) -> str:
         return (f"{self.model} | {dataset_label(self.dataset_spec)} | {self.scenario}@{self.level:g} | "
@@ -101,6 +108,7 @@ class Grid:
     path: Path | None
     cells: tuple[Cell, ...]
     description: str = ""
+    skipped: tuple[str, ...] = ()   # (model, scenario) pairs left out because the scenario cannot affect the model
 
 
 def _field_types(cls) -> dict[str, object]:
@@ -204,14 +212,7 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
     seeds = spec["seeds"]
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise GridError(f"{where}: seeds must be integers, got {seeds!r}")
-    scenarios = spec.get("scenarios", {"clean": [0.0]})
-    for name, levels in scenarios.items():
-        try:
-            get_scenario(name)
-        except KeyError as err:
-            raise GridError(f"{where}: {err.args[0]}") from None
-        if not isinstance(levels, list) or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in levels):
-            raise GridError(f"{where}: scenarios.{name} must be a list of levels in [0, 1], got {levels!r}")
+    scenarios = parse_scenarios(spec.get("scenarios", {"clean": [0.0]}), where)
     train_all = dict(spec.get("train", {}))
     eval_all = dict(spec.get("eval", {}))
     inputs = {**INPUT_DEFAULTS, **dict(spec.get("inputs", {}))}
@@ -237,7 +238,7 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
     for m in overrides:
         if m not in MODELS and m not in variants:
             raise GridError(f"{where}: [overrides.{m}] names an unknown model; choose from {sorted(MODELS)}")
-    cells = []
+    cells, skipped = [], []
     for dataset in spec["datasets"]:
         ds = tuple(sorted((k, _freeze(v)) for k, v in dataset.items())) if isinstance(dataset, dict) else dataset
         for model in models:
@@ -246,15 +247,102 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
             section = f"[variants.{model}]" if model != base else f"[overrides.{model}]"
             m_over, t_over = split_overrides(base, settings, f"{where} {section}")
             t_all = {**train_all, **t_over}
-            for scenario, levels in scenarios.items():
+            for scenario, (steps, levels) in scenarios.items():
+                why = _cannot_affect(get_model(base), steps)
+                if why:
+                    note = f"{model} under {scenario}: {why}"
+                    if note not in skipped:
+                        skipped.append(note)
+                    continue
                 for level in levels:
                     for seed in seeds:
-                        cells.append(Cell(model, ds, normalise(scenario), float(level), int(seed),
+                        cells.append(Cell(model, ds, scenario, float(level), int(seed),
                                           tuple(sorted(m_over.items())), tuple(sorted(t_all.items())),
                                           tuple(sorted(eval_all.items())), inputs["fill"],
-                                          base if model != base else "", protocol))
+                                          base if model != base else "", protocol, steps))
     return Grid(name=spec.get("name") or (path.stem if path else "grid"), path=path, cells=tuple(cells),
-                description=spec.get("description", ""))
+                description=spec.get("description", ""), skipped=tuple(skipped))
+
+
+def parse_scenarios(entries: dict, where: str) -> dict[str, tuple[tuple, list[float]]]:
+    """The [scenarios] table of a grid: entry name -> (steps, levels).
+
+    Three forms:
+        noisy = [0.1, 0.2]                                   # a registered scenario, default options
+        image_noise = {scenario = "noisy", modality = "image", levels = [0.1, 0.2]}
+        sparse_missing = {levels = [0.2, 0.4], steps = [{scenario = "sparse", level = 0.4},
+                                                       {scenario = "missing", modality = "image"}]}
+    A step without `level` is swept over `levels`; a step with one is fixed. Options are checked
+    against the scenario's signature and stored with every default filled in.
+    """
+    if not isinstance(entries, dict) or not entries:
+        raise GridError(f"{where}: [scenarios] must be a table of name = [levels] or name = {{...}} entries")
+    out = {}
+    for label, entry in entries.items():
+        key = normalise(label)
+        here = f"{where} scenarios.{label}"
+        if isinstance(entry, list):
+            entry = {"levels": entry}
+        if not isinstance(entry, dict):
+            raise GridError(f"{here}: expected a list of levels or a table, got {entry!r}")
+        entry = dict(entry)
+        levels = entry.pop("levels", None)
+        if not isinstance(levels, list) or not levels or \
+                not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in levels):
+            raise GridError(f"{here}: must be a non-empty list of levels in [0, 1], got {levels!r}")
+        if "steps" in entry:
+            raw = entry.pop("steps")
+            if entry:
+                raise GridError(f"{here}: a composition takes only `levels` and `steps`; move {sorted(entry)} into a step")
+            if not isinstance(raw, list) or not raw or not all(isinstance(x, dict) for x in raw):
+                raise GridError(f"{here}: steps must be a list of tables {{scenario = ..., [level = ...], options}}")
+        else:
+            raw = [{"scenario": entry.pop("scenario", label), **entry}]
+        steps = []
+        for i, st in enumerate(raw):
+            st = dict(st)
+            name = st.pop("scenario", None)
+            if not isinstance(name, str):
+                raise GridError(f"{here}: step {i + 1} needs scenario = \"<a registered scenario>\"")
+            level = st.pop("level", None)
+            if level is not None and (isinstance(level, bool) or not isinstance(level, (int, float))
+                                      or not 0 <= level <= 1):
+                raise GridError(f"{here}: step {i + 1} level must be a number in [0, 1], got {level!r}")
+            try:
+                get_scenario(name)
+                options = check_options(normalise(name), st, here)
+            except KeyError as err:
+                raise GridError(f"{here}: {err.args[0]}") from None
+            except ScenarioError as err:
+                raise GridError(str(err)) from None
+            steps.append((normalise(name), None if level is None else float(level), tuple(sorted(options.items()))))
+        if all(level is not None for _, level, _ in steps):
+            raise GridError(f"{here}: every step has a fixed level; leave `level` out of the step that `levels` sweeps")
+        if key == "clean" and any(name != "clean" for name, _, _ in steps):
+            raise GridError(f"{here}: the name 'clean' is kept for the unperturbed data; choose another name")
+        out[key] = (tuple(steps), [float(x) for x in levels])
+    return out
+
+
+def _cannot_affect(cls, steps) -> str:
+    """Why a scenario entry cannot change what a model of class `cls` reads ("" when it can).
+
+    Only the swept steps count: a feature scenario leaves a structure-only model's input unchanged,
+    so its curve would be flat by construction and the runs a waste.
+    """
+    for name, level, options in steps:
+        if level is not None or name == "clean":
+            continue
+        sc = SCENARIOS[name]
+        if not sc.reads_features_only:
+            return ""
+        modality = dict(options).get("modality", "all")
+        reads = tuple(cls.modalities)
+        if reads == ("*",) or (reads and (modality == "all" or modality in reads)):
+            return ""
+        return (f"reads no {'' if modality == 'all' else modality + ' '}features, so the scenario cannot change "
+                "its input (not run)")
+    return ""
 
 
 def _freeze(v):
@@ -282,7 +370,6 @@ def resolve(cell: Cell, data: MMKG) -> dict:
         tcfg = dataclasses.replace(tcfg, patience=max(tcfg.patience, tcfg.max_epochs))
         ecfg = dataclasses.replace(ecfg, tie="random")
     spec = _thaw(cell.dataset) if isinstance(cell.dataset, tuple) else cell.dataset
-    sc = get_scenario(cell.scenario)
     seen = model_modalities(cls, data)
     # The fill policy matters only to a model that reads features: leaving it out otherwise keeps
     # structure-only runs from being redone when it changes.
@@ -294,8 +381,22 @@ def resolve(cell: Cell, data: MMKG) -> dict:
             "model_config": asdict(mcfg), "train": asdict(tcfg),
             "eval": asdict(ecfg), "inputs": inputs, "reciprocal": True, "filter": filt,
             "dataset": {"name": data.name, "spec": spec, "fingerprint": data.fingerprint()},
-            "scenario": {"name": cell.scenario, "level": cell.level, "version": sc.version},
-            "seed": cell.seed}
+            "scenario": scenario_config(cell), "seed": cell.seed}
+
+
+def scenario_config(cell: Cell) -> dict:
+    """What a cell's scenario does, as recorded in the config (and so in the run id).
+
+    A cell whose steps are all at level 0 (or clean) sees the unperturbed data, so it is recorded as
+    clean: `noisy = [0.0, 0.1]` reuses the clean run instead of training the same model twice.
+    """
+    steps = [(n, lv, o) for n, lv, o in cell.scenario_steps() if lv > 0 and n != "clean"]
+    if not steps:
+        return {"name": "clean", "level": 0.0, "version": SCENARIOS["clean"].version}
+    versions = [SCENARIOS[n].version for n, _, _ in steps]
+    return {"name": cell.scenario, "level": cell.level,
+            "version": versions[0] if len(steps) == 1 else "+".join(map(str, versions)),
+            "steps": [{"name": n, "level": lv, "version": SCENARIOS[n].version, "options": o} for n, lv, o in steps]}
 
 
 def run_id_of(config: dict) -> str:
@@ -358,8 +459,9 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
     """
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    perturbed = apply_scenario(data, cell.scenario, cell.level, cell.seed)
     config = resolve(cell, data)
+    perturbed = apply_steps(data, [(s["name"], s["level"], s["options"]) for s in config["scenario"].get("steps", [])],
+                            cell.seed)
     rid = run_id_of(config)
     tcfg, ecfg = TrainConfig(**config["train"]), EvalConfig(**config["eval"])
     R = perturbed.num_relations
@@ -392,9 +494,11 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
                 frame.insert(frame.columns.get_loc("relation") + 1, "relation_name",
                              [perturbed.relations[i] for i in frame["relation"]])
     wall = time.perf_counter() - t0
+    record = perturbation(perturbed)
     config_json = json.dumps(config, sort_keys=True, default=str)
-    common = {"run_id": rid, "model": cell.model, "dataset": data.name, "scenario": cell.scenario,
-              "scenario_version": config["scenario"]["version"], "level": cell.level, "seed": cell.seed,
+    common = {"run_id": rid, "model": cell.model, "dataset": data.name, "scenario": config["scenario"]["name"],
+              "scenario_version": config["scenario"]["version"], "level": config["scenario"]["level"],
+              "seed": cell.seed,
               "source": "bench", "protocol": config["protocol"],
               "selection": REFERENCE_SELECTION if cell.protocol == "reference" else result.selection["rule"],
               "best_epoch": result.best_epoch, "epochs": result.epochs,
@@ -410,9 +514,10 @@ def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bo
                   "deterministic_algorithms": device.type == "cpu",
                   "device": common["device"], "torch": torch.__version__, "started_at": started,
                   "wall_s": wall, "train": {k: v for k, v in dataclasses.asdict(result).items() if k != "history"},
-                  "dataset_summary": perturbed.summary()}
+                  "dataset_summary": perturbed.summary(), "perturbed_fingerprint": perturbed.fingerprint(),
+                  "perturbation": {k: list(v.shape) for k, v in record.items()}}
     write_run(root, rid, provenance, pd.DataFrame(rows, columns=ROW_COLUMNS), per_query,
-              pd.DataFrame(result.history), extra)
+              pd.DataFrame(result.history), extra, arrays=record)
     return rid, config
 
 
@@ -453,6 +558,7 @@ def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, 
     datasets: dict = {}
     out = {"done": [], "skipped": [], "failed": []}
     n = len(grid.cells)
+    seen: dict[str, int] = {}
     for i, cell in enumerate(grid.cells, 1):
         key = repr(cell.dataset)
         if key not in datasets:
@@ -460,6 +566,11 @@ def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, 
                                          fetch_missing=fetch_missing, mirror=mirror)
         data = datasets[key]
         rid = run_id_of(resolve(cell, data))
+        if rid in seen:        # e.g. noisy at level 0: the same inputs as the clean cell
+            out["skipped"].append(rid)
+            log(f"[{i}/{n}] {cell.label()}: the same run as cell {seen[rid]} (identical inputs), skipped")
+            continue
+        seen[rid] = i
         if is_done(root, rid):
             out["skipped"].append(rid)
             log(f"[{i}/{n}] {cell.label()}: done before ({rid}), skipped")
