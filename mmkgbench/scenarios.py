@@ -354,7 +354,7 @@ def check_options(name: str, options: dict, where: str = "") -> dict:
             ok = isinstance(value, bool)
         elif isinstance(default, float):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value)
+            value = float(value) if ok else value
         else:
             ok = isinstance(value, type(default))
         if not ok:
@@ -389,10 +389,11 @@ def apply_steps(data: MMKG, steps: Sequence[tuple[str, float, dict]], seed: int)
     """
     out, record = data, {}
     for i, (name, level, options) in enumerate(steps):
-        step = apply(out.replace(meta={k: v for k, v in out.meta.items() if k != PERTURBATION}),
-                     name, level, seed, **options)
+        if PERTURBATION in out.meta:
+            out = out.replace(meta={k: v for k, v in out.meta.items() if k != PERTURBATION})
+        step = apply(out, name, level, seed, **options)
         record.update({f"{i}:{name}/{k}": v for k, v in perturbation(step).items()})
         out = step
-    if out is data:
-        return data
+    if not record:
+        return data if out is data or not steps else out
     return out.replace(meta={**out.meta, PERTURBATION: record})
