@@ -5,6 +5,7 @@
     python run_bench.py run --set tucker.lr=1e-3 --set train.max_epochs=20
     python run_bench.py list                  # models, scenarios, data sets, grids
     python run_bench.py report [--grid NAME]  # Markdown tables from results/, without training
+    python run_bench.py perturb synthetic missing 0.4 --option modality=image   # what a scenario does
     python run_bench.py data fetch DB15K [--mirror DIR_OR_URL]   # download + verify a benchmark
     python run_bench.py data audit DB15K      # duplicates, leakage, unseen entities, coverage
     python run_bench.py data features text DB15K [--encoder e5-small] [--names FILE]
@@ -61,6 +62,42 @@ def cmd_report(args) -> int:
         return 1
     print()
     print(markdown_table(rows, split=args.split))
+    from mmkgbench.robustness import robustness_markdown
+    text = robustness_markdown(rows, split=args.split)
+    if text:
+        from pathlib import Path
+
+        from mmkgbench.plots import robustness_curves
+        print("\n" + text)
+        paths = robustness_curves(rows, Path(args.results) / "figures", split=args.split)
+        print("\nrobustness curves: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_perturb(args) -> int:
+    """Show (and optionally save) exactly what a scenario does to a data set for one seed."""
+    import numpy as np
+
+    from mmkgbench.run import _parse_set
+    from mmkgbench.scenarios import apply, check_options, perturbation
+    options = {}
+    for item in args.option or []:
+        _, key, value = _parse_set(f"option.{item}")
+        options[key] = value
+    data = _load_named(args.dataset, args)
+    check_options(args.scenario, options)
+    out = apply(data, args.scenario, args.level, args.seed, **options)
+    print("before: " + data.summary().replace("\n", "\n        "))
+    print("after:  " + out.summary().replace("\n", "\n        "))
+    print(f"scenario {args.scenario} at level {args.level:g}, seed {args.seed}, options "
+          f"{check_options(args.scenario, options)}; fingerprint {data.fingerprint()} -> {out.fingerprint()}")
+    rec = perturbation(out)
+    for key, arr in rec.items():
+        head = ", ".join(str(x) for x in arr[:8].tolist())
+        print(f"  {key}: {arr.shape[0]:,} ({head}{', ...' if len(arr) > 8 else ''})")
+    if args.save:
+        np.savez_compressed(args.save, **rec)
+        print(f"written: {args.save}")
     return 0
 
 
@@ -164,9 +201,11 @@ def cmd_list(args) -> int:
         cfg = ", ".join(f"{f.name}={f.default!r}" for f in fields(cls.Config))
         regime = cls.train_defaults.get("regime", "kvsall")
         print(f"  {key:<10} {cls.__name__:<9} [{regime}] {cls.citation}\n             {cfg}")
-    print("scenarios:")
+    print("scenarios (level = " + "; ".join(f"{k}: {sc.level_label}" for k, sc in SCENARIOS.items() if k != "clean")
+          + "):")
     for key, sc in SCENARIOS.items():
-        print(f"  {key:<10} v{sc.version}  {sc.doc}")
+        opts = ", ".join(f"{k}={v!r}" for k, v in sc.options.items())
+        print(f"  {key:<14} v{sc.version}  {sc.doc}" + (f"\n                 options: {opts}" if opts else ""))
     from mmkgbench import catalog
     print("data sets (or any folder in the MoMoK or OpenKE layout):")
     for key in DATASETS:
@@ -208,6 +247,15 @@ def main(argv=None) -> int:
                        help="with --grid: the protocol the grid was run under (default: the grid's)")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])
     sub.add_parser("list", help="registered models, scenarios, data sets and grids")
+    p_pert = sub.add_parser("perturb", help="show what a scenario does to a data set (nothing is trained)")
+    p_pert.add_argument("dataset", help="a synthetic name, a benchmark (DB15K ...) or a folder")
+    p_pert.add_argument("scenario", help="a registered scenario (see `list`)")
+    p_pert.add_argument("level", type=float, help="the level, in [0, 1]")
+    p_pert.add_argument("--seed", type=int, default=0, help="the run seed (default 0)")
+    p_pert.add_argument("--option", action="append", metavar="KEY=VALUE", help="a scenario option, e.g. modality=image")
+    p_pert.add_argument("--save", default=None, help="write the perturbation record to this .npz file")
+    p_pert.add_argument("--fetch", action="store_true", help=argparse.SUPPRESS)
+    p_pert.add_argument("--mirror", default=None, help=argparse.SUPPRESS)
     p_data = sub.add_parser("data", help="standard benchmarks: fetch (download + verify), status, audit, features")
     p_data.add_argument("action", choices=["fetch", "status", "audit", "features"])
     p_data.add_argument("names", nargs="*", help="DB15K, MKG-W, MKG-Y, KVC16K (fetch: default all); audit also "
@@ -228,7 +276,8 @@ def main(argv=None) -> int:
     if args.cmd is None:                 # the default comparison
         args = parser.parse_args(["--results", args.results, "run"])
     try:
-        return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_data}[args.cmd](args)
+        return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_data,
+                "perturb": cmd_perturb}[args.cmd](args)
     except (ValueError, KeyError, FileNotFoundError, FetchError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)

@@ -55,7 +55,7 @@ PROTOCOLS = {"harness": PROTOCOL, "reference": "reference-v1"}
 REFERENCE_SELECTION = "best value of each metric over test evaluations (reference code; not a single model)"
 GRID_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 GRID_KEYS = {"name", "description", "models", "datasets", "seeds", "scenarios", "train", "eval", "inputs", "overrides",
-             "variants", "protocol"}
+             "variants", "protocol", "dataset_overrides"}
 # [inputs]: what a model that reads features sees where an entity lacks a modality
 # (mmkgbench.features.FILL_POLICIES). Zeros by default, as methods.md §4 and MACO/MMRNS do.
 INPUT_DEFAULTS = {"fill": "zeros"}
@@ -238,12 +238,17 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
     for m in overrides:
         if m not in MODELS and m not in variants:
             raise GridError(f"{where}: [overrides.{m}] names an unknown model; choose from {sorted(MODELS)}")
+    by_dataset = _dataset_overrides(spec, where, models, variants)
     cells, skipped = [], []
     for dataset in spec["datasets"]:
         ds = tuple(sorted((k, _freeze(v)) for k, v in dataset.items())) if isinstance(dataset, dict) else dataset
+        extra = by_dataset.get(_dataset_keys(dataset)[0], {})
+        for key in _dataset_keys(dataset)[1:]:
+            extra = {**by_dataset.get(key, {}), **extra}
         for model in models:
             base, own = variants.get(model, (model, {}))
-            settings = {**overrides.get(base, {}), **own, **(overrides.get(model, {}) if model != base else {})}
+            settings = {**overrides.get(base, {}), **own, **(overrides.get(model, {}) if model != base else {}),
+                        **extra.get(base, {}), **(extra.get(model, {}) if model != base else {})}
             section = f"[variants.{model}]" if model != base else f"[overrides.{model}]"
             m_over, t_over = split_overrides(base, settings, f"{where} {section}")
             t_all = {**train_all, **t_over}
@@ -262,6 +267,42 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
                                           base if model != base else "", protocol, steps))
     return Grid(name=spec.get("name") or (path.stem if path else "grid"), path=path, cells=tuple(cells),
                 description=spec.get("description", ""), skipped=tuple(skipped))
+
+
+def _dataset_keys(dataset) -> list[str]:
+    """Names a [dataset_overrides.NAME] table may use for a grid's data set entry: its label first,
+    then its benchmark name, `name` or folder name (normalised)."""
+    from mmkgbench import catalog
+    keys = [normalise(dataset_label(dataset))]
+    if isinstance(dataset, dict):
+        if "benchmark" in dataset and catalog.is_benchmark(dataset["benchmark"]):
+            keys.append(normalise(catalog.get_benchmark(dataset["benchmark"]).name))
+        if "name" in dataset:
+            keys.append(normalise(dataset["name"]))
+        if "path" in dataset:
+            keys.append(normalise(Path(dataset["path"]).name))
+    return list(dict.fromkeys(keys))
+
+
+def _dataset_overrides(spec: dict, where: str, models, variants) -> dict[str, dict[str, dict]]:
+    """[dataset_overrides.<data set>.<model>]: settings for one model on one data set, on top of
+    [overrides.<model>] (published per-dataset hyperparameters, e.g. MoMoK's lr and d on MKG-W)."""
+    table = spec.get("dataset_overrides", {})
+    known = {k for d in spec["datasets"] for k in _dataset_keys(d)}
+    out = {}
+    for dname, per_model in table.items():
+        key = normalise(dname)
+        if key not in known:
+            raise GridError(f"{where}: [dataset_overrides.{dname}] names no data set of the grid; use one of "
+                            f"{sorted(known)}")
+        if not isinstance(per_model, dict) or not all(isinstance(v, dict) for v in per_model.values()):
+            raise GridError(f"{where}: [dataset_overrides.{dname}] must hold tables [dataset_overrides.{dname}.<model>]")
+        for m in per_model:
+            if normalise(m) not in MODELS and normalise(m) not in variants:
+                raise GridError(f"{where}: [dataset_overrides.{dname}.{m}] names an unknown model; choose from "
+                                f"{sorted(set(models) | set(variants))}")
+        out[key] = {normalise(m): dict(v) for m, v in per_model.items()}
+    return out
 
 
 def parse_scenarios(entries: dict, where: str) -> dict[str, tuple[tuple, list[float]]]:
@@ -390,13 +431,15 @@ def scenario_config(cell: Cell) -> dict:
     A cell whose steps are all at level 0 (or clean) sees the unperturbed data, so it is recorded as
     clean: `noisy = [0.0, 0.1]` reuses the clean run instead of training the same model twice.
     """
-    steps = [(n, lv, o) for n, lv, o in cell.scenario_steps() if lv > 0 and n != "clean"]
+    swept = [level is None for _, level, _ in (cell.steps or ((cell.scenario, None, ()),))]
+    steps = [(n, lv, o, sw) for (n, lv, o), sw in zip(cell.scenario_steps(), swept) if lv > 0 and n != "clean"]
     if not steps:
         return {"name": "clean", "level": 0.0, "version": SCENARIOS["clean"].version}
-    versions = [SCENARIOS[n].version for n, _, _ in steps]
+    versions = [SCENARIOS[n].version for n, _, _, _ in steps]
     return {"name": cell.scenario, "level": cell.level,
             "version": versions[0] if len(steps) == 1 else "+".join(map(str, versions)),
-            "steps": [{"name": n, "level": lv, "version": SCENARIOS[n].version, "options": o} for n, lv, o in steps]}
+            "steps": [{"name": n, "level": lv, "version": SCENARIOS[n].version, "options": o, "swept": sw}
+                      for n, lv, o, sw in steps]}
 
 
 def run_id_of(config: dict) -> str:

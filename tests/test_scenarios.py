@@ -361,7 +361,8 @@ def test_level_zero_of_any_scenario_is_the_clean_run():
     assert ids[("noisy", 0.2)] != ids[("clean", 0.0)]
     config = resolve(next(c for c in grid.cells if c.scenario == "noisy" and c.level == 0.2), data)
     assert config["scenario"] == {"name": "noisy", "level": 0.2, "version": 1, "steps": [
-        {"name": "noisy", "level": 0.2, "version": 1, "options": {"modality": "all", "shared": False, "strength": 1.0}}]}
+        {"name": "noisy", "level": 0.2, "version": 1, "options": {"modality": "all", "shared": False, "strength": 1.0},
+         "swept": True}]}
 
 
 def test_grid_runs_each_perturbation_once_and_saves_what_it_did(tmp_path):

@@ -1,0 +1,78 @@
+"""Figures from stored result rows (matplotlib, no display needed). Each is a pure function of the
+rows: it draws, saves atomically and returns the paths written."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from mmkgbench.report import LABELS, _model_order
+from mmkgbench.robustness import curve_frame, level_label
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg", force=False)        # files only; never needs a display
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _slug(*parts) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", str(p)).strip("-") for p in parts)
+
+
+def save_figure(fig, stem: Path, formats=("png",)) -> list[Path]:
+    """Save `fig` as stem.<fmt> for each format through a temporary file and a rename."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_suffix(f".{fmt}")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # metadata without dates: a regenerated PDF/PNG of the same rows is byte-identical
+        meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else {}
+        fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=150, metadata=meta)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+def robustness_curves(rows: pd.DataFrame, out_dir, *, metric: str = "mrr", split: str = "test",
+                      formats=("png",), scale: float = 100.0) -> list[Path]:
+    """One figure per (protocol, dataset, scenario), see `robustness_figure`; files
+    robustness_<dataset>_<scenario>[_<protocol>].<fmt> under out_dir. Returns the paths written."""
+    plt = _pyplot()
+    curves = curve_frame(rows, metric=metric, split=split)
+    written = []
+    for (protocol, dataset, scenario), block in curves.groupby(["protocol", "dataset", "scenario"], sort=True):
+        fig = robustness_figure(block, xlabel=level_label(rows, scenario), metric=metric, split=split, scale=scale)
+        suffix = () if protocol.startswith("harness") else (protocol,)
+        written += save_figure(fig, Path(out_dir) / _slug("robustness", dataset, scenario, *suffix), formats)
+        plt.close(fig)
+    return written
+
+
+def robustness_figure(block: pd.DataFrame, *, xlabel: str, metric: str = "mrr", split: str = "test",
+                      scale: float = 100.0):
+    """The robustness curve of one (protocol, dataset, scenario): `metric` x scale against the level,
+    one line per model (mean over seeds) with a band of ± one sample std over seeds (none for one
+    seed). block: rows of `robustness.curve_frame` for that triple (level 0 = the clean run)."""
+    plt = _pyplot()
+    protocol, dataset, scenario = block.iloc[0][["protocol", "dataset", "scenario"]]
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for model in _model_order(block["model"].unique()):
+        pts = block[block["model"] == model].groupby("level")["value"]
+        mean, std, n = pts.mean() * scale, pts.std(ddof=1) * scale, pts.count()
+        line, = ax.plot(mean.index, mean.values, marker="o", markersize=3.5, label=model)
+        if (n > 1).any():
+            ax.fill_between(mean.index, (mean - std).values, (mean + std).values, alpha=0.18,
+                            color=line.get_color(), linewidth=0)
+    seeds = int(block.groupby("model")["seed"].nunique().max())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{LABELS.get(metric, metric)} ×{scale:g} ({split}, filtered)")
+    ax.set_title(f"{dataset}: {scenario}" + ("" if protocol.startswith("harness") else f" [{protocol}]"), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, title=f"band: ± 1 std over {seeds} seeds" if seeds > 1 else None,
+              title_fontsize=7)
+    return fig

@@ -1,0 +1,134 @@
+"""Robustness curves and their summary number: pure functions of the stored result rows.
+
+A curve is a metric against a scenario's level for one (protocol, dataset, scenario, model), one
+point per seed and level. Level 0 of every curve is the clean run (a scenario at level 0 *is* the
+clean data, and the runner stores it once, as `clean`), so curves and the clean table share their
+reference point. The summary number is the area under the curve relative to the clean score,
+
+    rel_auc = (1 / (L_max - L_min)) * integral over [L_min, L_max] of  score(level) / score(clean)  dlevel,
+
+trapezoidal over the measured levels, per seed (each seed against its own clean run), then mean
+± sample std over seeds. 1 means no degradation over the whole range; 0.5 means the model kept
+half its clean score on average. Unlike a drop at one level it uses every level measured, and
+unlike an absolute area it does not reward a model for being good when clean (the clean column
+already says that). Models are comparable only over the same levels, which one grid guarantees.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from mmkgbench.report import LABELS
+
+CURVE_KEYS = ["protocol", "dataset", "scenario", "model"]
+
+
+def curve_frame(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "test", side: str = "both") -> pd.DataFrame:
+    """Tidy curve points: protocol, dataset, scenario, model, level, seed, value, reference.
+
+    rows: result rows (mmkgbench.results.ROW_COLUMNS). For each scenario other than clean, its own
+    rows plus the clean rows of the same (protocol, dataset, model) at level 0, unless the scenario
+    has level-0 points of its own (a composition whose fixed steps already perturb). `reference`
+    is "clean" or "level 0", what rel_auc divides by.
+    """
+    sel = rows[(rows["split"] == split) & (rows["side"] == side) & (rows["metric"] == metric)]
+    sel = sel[["protocol", "dataset", "scenario", "model", "level", "seed", "value"]].astype({"level": float})
+    clean = sel[sel["scenario"] == "clean"]
+    parts = []
+    for (protocol, dataset, scenario), block in sel[sel["scenario"] != "clean"].groupby(
+            ["protocol", "dataset", "scenario"], sort=True):
+        own_zero = (block["level"] == 0).any()
+        base = clean[(clean["protocol"] == protocol) & (clean["dataset"] == dataset) &
+                     clean["model"].isin(block["model"].unique())]
+        if not own_zero:
+            parts.append(base.assign(scenario=scenario, level=0.0))
+        parts.append(block)
+    if not parts:
+        return pd.DataFrame(columns=CURVE_KEYS + ["level", "seed", "value"])
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(CURVE_KEYS + ["level", "seed"], kind="stable").reset_index(drop=True)
+
+
+def relative_auc(curves: pd.DataFrame, clean_rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (protocol, dataset, scenario, model): clean (mean over seeds), rel_auc mean and std
+    (ddof=1; NaN for one seed), n_seeds, levels (the levels the area spans).
+
+    curves: from `curve_frame`. A seed counts only if it has every level of the curve; its score at
+    level 0 is its reference (the clean run, see curve_frame).
+    """
+    out = []
+    for key, block in curves.groupby(CURVE_KEYS, sort=True):
+        levels = np.sort(block["level"].unique())
+        table = block.pivot_table(index="seed", columns="level", values="value", aggfunc="first")
+        table = table.reindex(columns=levels).dropna()
+        rel = np.full(len(table), np.nan)
+        if len(levels) >= 2 and len(table):
+            v = table.to_numpy()
+            area = ((v[:, 1:] + v[:, :-1]) / 2 * np.diff(levels)).sum(1) / (levels[-1] - levels[0])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = area / v[:, 0]
+        out.append({**dict(zip(CURVE_KEYS, key)), "clean": float(table[levels[0]].mean()) if len(table) else np.nan,
+                    "rel_auc": float(np.mean(rel)) if len(rel) else np.nan,
+                    "rel_auc_std": float(np.std(rel, ddof=1)) if len(rel) > 1 else np.nan,
+                    "n_seeds": int(len(table)), "levels": ", ".join(f"{x:g}" for x in levels)})
+    return pd.DataFrame(out, columns=CURVE_KEYS + ["clean", "rel_auc", "rel_auc_std", "n_seeds", "levels"])
+
+
+def robustness_markdown(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "test", scale: float = 100.0,
+                        decimals: int = 2) -> str:
+    """Markdown: per (protocol, dataset), models x scenarios of rel_auc (mean ± std over seeds), then per
+    scenario the metric at each level. Empty string when the rows hold no perturbed scenario."""
+    from tabulate import tabulate
+
+    from mmkgbench.report import _model_order
+    curves = curve_frame(rows, metric=metric, split=split)
+    if curves.empty:
+        return ""
+    auc = relative_auc(curves)
+    name = LABELS.get(metric, metric)
+    parts = []
+    for (protocol, dataset), block in auc.groupby(["protocol", "dataset"], sort=True):
+        scenarios = sorted(block["scenario"].unique())
+        models = _model_order(block["model"].unique())
+        table = []
+        for model in models:
+            line = [model]
+            for sc in scenarios:
+                hit = block[(block["model"] == model) & (block["scenario"] == sc)]
+                if hit.empty:
+                    line.append("–")
+                    continue
+                r = hit.iloc[0]
+                line.append(f"{r.rel_auc:.3f}" + ("" if pd.isna(r.rel_auc_std) else f" ± {r.rel_auc_std:.3f}"))
+            table.append(line)
+        parts.append(f"**{dataset}**, relative area under the {name} curve (1 = no loss; {split}, {protocol}); "
+                     f"levels per scenario: " + "; ".join(
+                         f"{sc} {block[block['scenario'] == sc]['levels'].iloc[0]}" for sc in scenarios) +
+                     "\n\n" + tabulate(table, headers=["model"] + scenarios, tablefmt="github", disable_numparse=True))
+        for sc in scenarios:
+            pts = curves[(curves["protocol"] == protocol) & (curves["dataset"] == dataset) & (curves["scenario"] == sc)]
+            levels = sorted(pts["level"].unique())
+            mean = pts.groupby(["model", "level"])["value"].mean()
+            lines = []
+            for model in _model_order(pts["model"].unique()):
+                r = block[(block["model"] == model) & (block["scenario"] == sc)].iloc[0]
+                lines.append([model] + [f"{mean[(model, lv)] * scale:.{decimals}f}" if (model, lv) in mean.index else "–"
+                                        for lv in levels] + [f"{r.rel_auc:.3f}"])
+            parts.append(f"**{dataset}**, {sc}: {name} ×{scale:g} at each level (mean over seeds)\n\n" +
+                         tabulate(lines, headers=["model"] + [f"{lv:g}" for lv in levels] + ["rel. AUC"],
+                                  tablefmt="github", disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def level_label(rows: pd.DataFrame, scenario: str) -> str:
+    """The x-axis label of a scenario's curve, from the registry entry of its swept step."""
+    from mmkgbench.scenarios import SCENARIOS
+    hit = rows[rows["scenario"] == scenario]
+    for blob in hit["config_json"].head(1):
+        steps = json.loads(blob)["scenario"].get("steps", [])
+        swept = [s for s in steps if s.get("swept", True)]
+        if swept:
+            return SCENARIOS[swept[-1]["name"]].level_label if swept[-1]["name"] in SCENARIOS else "level"
+    return SCENARIOS[scenario].level_label if scenario in SCENARIOS else "level"
