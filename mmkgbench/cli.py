@@ -34,6 +34,8 @@ def cmd_run(args) -> int:
     grid = load_grid(args.grid, sets=args.set or [], protocol=args.protocol)
     device = pick_device(args.device)
     print(f"grid {grid.name}: {len(grid.cells)} runs on {device}; results in {args.results}/")
+    if grid.skipped:
+        print(grid.skipped_note())
     if args.dry_run:
         for c in grid.cells:
             print("  " + c.label())

@@ -8,7 +8,8 @@ reference point. The summary number is the area under the curve relative to the 
     rel_auc = (1 / (L_max - L_min)) * integral over [L_min, L_max] of  score(level) / score(clean)  dlevel,
 
 trapezoidal over the measured levels, per seed (each seed against its own clean run), then mean
-± sample std over seeds. 1 means no degradation over the whole range; 0.5 means the model kept
+± sample std over seeds. (A composition with a fixed step, e.g. sparse 0.4 + missing image swept,
+has its own level 0; its area is still taken relative to the clean score.) 1 means no degradation over the whole range; 0.5 means the model kept
 half its clean score on average. Unlike a drop at one level it uses every level measured, and
 unlike an absolute area it does not reward a model for being good when clean (the clean column
 already says that). Models are comparable only over the same levels, which one grid guarantees.
@@ -26,53 +27,61 @@ CURVE_KEYS = ["protocol", "dataset", "scenario", "model"]
 
 
 def curve_frame(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "test", side: str = "both") -> pd.DataFrame:
-    """Tidy curve points: protocol, dataset, scenario, model, level, seed, value, reference.
+    """Tidy curve points: protocol, dataset, scenario, model, level, seed, value, clean.
 
     rows: result rows (mmkgbench.results.ROW_COLUMNS). For each scenario other than clean, its own
-    rows plus the clean rows of the same (protocol, dataset, model) at level 0, unless the scenario
-    has level-0 points of its own (a composition whose fixed steps already perturb). `reference`
-    is "clean" or "level 0", what rel_auc divides by.
+    rows, plus the clean rows of the same (protocol, dataset, model) as its level 0 when level 0 of
+    that scenario is the clean data (one scenario, or a composition without fixed steps; a
+    composition with a fixed step has another level 0, and its curve starts where it was measured).
+    `clean` is the same seed's clean score (NaN when that run is absent): what rel_auc divides by.
     """
     sel = rows[(rows["split"] == split) & (rows["side"] == side) & (rows["metric"] == metric)]
-    sel = sel[["protocol", "dataset", "scenario", "model", "level", "seed", "value"]].astype({"level": float})
+    cols = ["protocol", "dataset", "scenario", "model", "level", "seed", "value"]
+    fixed = {sc for sc, blob in sel.drop_duplicates("scenario")[["scenario", "config_json"]].itertuples(index=False)
+             if any(not st.get("swept", True) for st in json.loads(blob)["scenario"].get("steps", []))}
+    sel = sel[cols].astype({"level": float})
     clean = sel[sel["scenario"] == "clean"]
     parts = []
     for (protocol, dataset, scenario), block in sel[sel["scenario"] != "clean"].groupby(
             ["protocol", "dataset", "scenario"], sort=True):
-        own_zero = (block["level"] == 0).any()
-        base = clean[(clean["protocol"] == protocol) & (clean["dataset"] == dataset) &
-                     clean["model"].isin(block["model"].unique())]
-        if not own_zero:
-            parts.append(base.assign(scenario=scenario, level=0.0))
-        parts.append(block)
+        if scenario not in fixed:
+            parts.append(clean[(clean["protocol"] == protocol) & (clean["dataset"] == dataset) &
+                               clean["model"].isin(block["model"].unique())].assign(scenario=scenario, level=0.0))
+        parts.append(block[block["level"] > 0] if scenario not in fixed else block)
     if not parts:
-        return pd.DataFrame(columns=CURVE_KEYS + ["level", "seed", "value"])
+        return pd.DataFrame(columns=cols + ["clean"])
     out = pd.concat(parts, ignore_index=True)
+    ref = clean.drop(columns=["scenario", "level"]).rename(columns={"value": "clean"})
+    ref = ref.drop_duplicates(["protocol", "dataset", "model", "seed"])
+    out = out.merge(ref, on=["protocol", "dataset", "model", "seed"], how="left")
     return out.sort_values(CURVE_KEYS + ["level", "seed"], kind="stable").reset_index(drop=True)
 
 
-def relative_auc(curves: pd.DataFrame, clean_rows: pd.DataFrame | None = None) -> pd.DataFrame:
+def relative_auc(curves: pd.DataFrame) -> pd.DataFrame:
     """One row per (protocol, dataset, scenario, model): clean (mean over seeds), rel_auc mean and std
     (ddof=1; NaN for one seed), n_seeds, levels (the levels the area spans).
 
-    curves: from `curve_frame`. A seed counts only if it has every level of the curve; its score at
-    level 0 is its reference (the clean run, see curve_frame).
+    curves: from `curve_frame`. A seed counts only if it has its clean run and every level of the
+    curve (nothing is interpolated). With a single level the "area" is the score there over clean.
     """
     out = []
     for key, block in curves.groupby(CURVE_KEYS, sort=True):
         levels = np.sort(block["level"].unique())
         table = block.pivot_table(index="seed", columns="level", values="value", aggfunc="first")
-        table = table.reindex(columns=levels).dropna()
-        rel = np.full(len(table), np.nan)
-        if len(levels) >= 2 and len(table):
-            v = table.to_numpy()
+        table = table.reindex(columns=levels)
+        ref = block.groupby("seed")["clean"].first().reindex(table.index)
+        ok = table.notna().all(axis=1) & ref.notna()
+        v, c = table[ok].to_numpy(), ref[ok].to_numpy()
+        if len(levels) >= 2:
             area = ((v[:, 1:] + v[:, :-1]) / 2 * np.diff(levels)).sum(1) / (levels[-1] - levels[0])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rel = area / v[:, 0]
-        out.append({**dict(zip(CURVE_KEYS, key)), "clean": float(table[levels[0]].mean()) if len(table) else np.nan,
-                    "rel_auc": float(np.mean(rel)) if len(rel) else np.nan,
+        else:
+            area = v[:, 0] if len(v) else np.empty(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = area / c
+        out.append({**dict(zip(CURVE_KEYS, key)), "clean": float(c.mean()) if len(c) else np.nan,
+                    "rel_auc": float(rel.mean()) if len(rel) else np.nan,
                     "rel_auc_std": float(np.std(rel, ddof=1)) if len(rel) > 1 else np.nan,
-                    "n_seeds": int(len(table)), "levels": ", ".join(f"{x:g}" for x in levels)})
+                    "n_seeds": int(len(rel)), "levels": ", ".join(f"{x:g}" for x in levels)})
     return pd.DataFrame(out, columns=CURVE_KEYS + ["clean", "rel_auc", "rel_auc_std", "n_seeds", "levels"])
 
 

@@ -108,7 +108,15 @@ class Grid:
     path: Path | None
     cells: tuple[Cell, ...]
     description: str = ""
-    skipped: tuple[str, ...] = ()   # (model, scenario) pairs left out because the scenario cannot affect the model
+    skipped: tuple = ()   # (model, scenario) pairs left out: the scenario cannot change what the model reads
+
+    def skipped_note(self) -> str:
+        """One line naming the (model, scenario) pairs not run, or ""."""
+        by: dict[str, list[str]] = {}
+        for model, scenario in self.skipped:
+            by.setdefault(scenario, []).append(model)
+        return ("not run, as the scenario cannot change what the model reads: " +
+                "; ".join(f"{sc}: {', '.join(ms)}" for sc, ms in by.items())) if by else ""
 
 
 def _field_types(cls) -> dict[str, object]:
@@ -253,11 +261,9 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
             m_over, t_over = split_overrides(base, settings, f"{where} {section}")
             t_all = {**train_all, **t_over}
             for scenario, (steps, levels) in scenarios.items():
-                why = _cannot_affect(get_model(base), steps)
-                if why:
-                    note = f"{model} under {scenario}: {why}"
-                    if note not in skipped:
-                        skipped.append(note)
+                if not _can_affect(get_model(base), steps):
+                    if (model, scenario) not in skipped:
+                        skipped.append((model, scenario))
                     continue
                 for level in levels:
                     for seed in seeds:
@@ -365,25 +371,21 @@ def parse_scenarios(entries: dict, where: str) -> dict[str, tuple[tuple, list[fl
     return out
 
 
-def _cannot_affect(cls, steps) -> str:
-    """Why a scenario entry cannot change what a model of class `cls` reads ("" when it can).
+def _can_affect(cls, steps) -> bool:
+    """Whether a scenario entry can change what a model of class `cls` reads.
 
     Only the swept steps count: a feature scenario leaves a structure-only model's input unchanged,
-    so its curve would be flat by construction and the runs a waste.
+    so its curve would be flat by construction and the runs a waste; such pairs are not expanded.
     """
     for name, level, options in steps:
         if level is not None or name == "clean":
             continue
-        sc = SCENARIOS[name]
-        if not sc.reads_features_only:
-            return ""
+        if not SCENARIOS[name].reads_features_only:
+            return True
         modality = dict(options).get("modality", "all")
         reads = tuple(cls.modalities)
-        if reads == ("*",) or (reads and (modality == "all" or modality in reads)):
-            return ""
-        return (f"reads no {'' if modality == 'all' else modality + ' '}features, so the scenario cannot change "
-                "its input (not run)")
-    return ""
+        return reads == ("*",) or bool(reads) and (modality == "all" or modality in reads)
+    return True
 
 
 def _freeze(v):

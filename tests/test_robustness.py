@@ -11,10 +11,12 @@ from mmkgbench.robustness import curve_frame, level_label, relative_auc, robustn
 
 
 def rows_of(points, protocol="harness-v2", dataset="toy", metric="mrr"):
-    """Result rows from (model, scenario, level, seed, value) tuples (test split, both sides)."""
+    """Result rows from (model, scenario, level, seed, value) tuples (test split, both sides); a
+    scenario "x+y" is a composition whose first step is fixed."""
     out = []
     for i, (model, scenario, level, seed, value) in enumerate(points):
-        steps = [] if scenario == "clean" else [{"name": scenario.split("+")[-1], "level": level, "swept": True}]
+        names = [] if scenario == "clean" else scenario.split("+")
+        steps = [{"name": n, "level": level, "swept": j == len(names) - 1} for j, n in enumerate(names)]
         out.append({"run_id": f"r{i}", "model": model, "dataset": dataset, "scenario": scenario, "level": level,
                     "seed": seed, "split": "test", "side": "both", "metric": metric, "value": value,
                     "protocol": protocol, "config_json": json.dumps({"scenario": {"name": scenario, "steps": steps}})})
@@ -56,13 +58,21 @@ def test_a_seed_missing_a_level_is_left_out_not_interpolated():
     assert auc.loc["a", "n_seeds"] == 1 and auc.loc["a", "rel_auc"] == pytest.approx(0.625)
 
 
-def test_a_composition_with_its_own_level_zero_is_not_given_the_clean_point():
+def test_a_composition_with_a_fixed_step_starts_at_its_own_level_zero_but_divides_by_clean():
     pts = POINTS + [("a", "sparse+missing", 0.0, 0, 0.35), ("a", "sparse+missing", 1.0, 0, 0.2)]
     curves = curve_frame(rows_of(pts))
     comp = curves[curves["scenario"] == "sparse+missing"]
-    assert sorted(comp["value"]) == [0.2, 0.35]
+    assert sorted(comp["value"]) == [0.2, 0.35]             # the clean run is not its level 0
     auc = relative_auc(curves).set_index("scenario").loc["sparse+missing"]
-    assert auc["rel_auc"] == pytest.approx((0.35 + 0.2) / 2 / 0.35)
+    assert auc["rel_auc"] == pytest.approx((0.35 + 0.2) / 2 / 0.5)   # seed 0's clean score is 0.5
+    one = relative_auc(curve_frame(rows_of(POINTS + [("a", "sparse+missing", 0.5, 0, 0.3)])))
+    assert one.set_index("scenario").loc["sparse+missing", "rel_auc"] == pytest.approx(0.3 / 0.5)
+
+
+def test_a_seed_without_its_clean_run_is_left_out():
+    pts = [p for p in POINTS if not (p[0] == "a" and p[1] == "clean" and p[3] == 1)]
+    auc = relative_auc(curve_frame(rows_of(pts))).set_index("model")
+    assert auc.loc["a", "n_seeds"] == 1 and auc.loc["a", "rel_auc"] == pytest.approx(0.625)
 
 
 def test_protocols_and_data_sets_never_share_a_curve():
