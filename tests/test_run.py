@@ -202,8 +202,14 @@ def test_cli_list_and_errors(capsys, tmp_path):
 def test_smoke_grid_through_the_cli(tmp_path, capsys):
     assert main(["--results", str(tmp_path), "run", "--grid", "smoke", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"{len(MODELS)} run(s) done" in out and "synthetic_tiny" in out
-    assert len(load_rows(tmp_path)["run_id"].unique()) == len(MODELS)
+    n = len(load_grid("smoke").cells)
+    assert f"{n} run(s) done" in out and "synthetic_tiny" in out
+    rows = load_rows(tmp_path)
+    assert rows["run_id"].nunique() == n
+    from mmkgbench.scenarios import SCENARIOS
+    assert set(rows["model"]) == set(MODELS) and set(SCENARIOS) <= set(rows["scenario"])
+    assert "relative area under the MRR curve" in out and "robustness_synthetic-tiny_noisy.png" in out
+    assert (tmp_path / "figures" / "robustness_synthetic-tiny_noisy.png").is_file()
 
 
 def test_same_seed_same_numbers_in_two_processes(tmp_path):
@@ -285,3 +291,27 @@ def test_best_per_metric_takes_each_metric_separately():
     assert best_per_metric(history, "test") == {"mrr": 0.4, "mr": 9.0, "hits@10": 0.7}
     with pytest.raises(ValueError, match="no valid evaluations"):
         best_per_metric(history, "valid")
+
+
+def test_dataset_overrides_apply_to_one_data_set_only():
+    spec = {**TINY_GRID, "datasets": ["synthetic_tiny", {"path": "data/DB15K", "name": "DB15K"}],
+            "dataset_overrides": {"DB15K": {"tucker": {"entity_dim": 16, "lr": 5e-4}}}}
+    grid = grid_from_dict(spec)
+    tucker = {str(c.dataset): c for c in grid.cells if c.model == "tucker"}
+    db = next(c for k, c in tucker.items() if "DB15K" in k)
+    assert dict(db.model_overrides)["entity_dim"] == 16 and dict(db.train_overrides)["lr"] == 5e-4
+    assert dict(tucker["synthetic_tiny"].model_overrides)["entity_dim"] == 8
+    assert "lr" not in dict(tucker["synthetic_tiny"].train_overrides)
+    with pytest.raises(GridError, match="names no data set of the grid; use one of"):
+        grid_from_dict({**spec, "dataset_overrides": {"MKG-Y": {"tucker": {"lr": 1e-3}}}})
+    with pytest.raises(GridError, match="unknown setting 'width' for tucker"):
+        grid_from_dict({**spec, "dataset_overrides": {"DB15K": {"tucker": {"width": 3}}}})
+
+
+def test_paper_main_uses_momoks_published_settings_per_data_set():
+    grid = load_grid("paper-main")
+    momok = {dict(c.dataset)["benchmark"]: c for c in grid.cells if c.model == "momok"}
+    assert sorted(momok) == ["DB15K", "KVC16K", "MKG-W", "MKG-Y"]
+    settings = {k: (dict(c.model_overrides)["dim"], dict(c.train_overrides)["lr"]) for k, c in momok.items()}
+    assert settings == {"MKG-W": (200, 1e-3), "MKG-Y": (300, 5e-4), "DB15K": (256, 5e-4), "KVC16K": (256, 5e-4)}
+    assert {c.scenario for c in grid.cells} == {"clean"} and {c.seed for c in grid.cells} == {0, 1, 2}
