@@ -73,6 +73,7 @@ def robustness_figure(block: pd.DataFrame, *, xlabel: str, metric: str = "mrr", 
     ax.set_ylabel(f"{LABELS.get(metric, metric)} ×{scale:g} ({split}, filtered)")
     ax.set_title(f"{dataset}: {scenario}" + ("" if protocol.startswith("harness") else f" [{protocol}]"), fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, title=f"band: ± 1 std over {seeds} seeds" if seeds > 1 else None,
-              title_fontsize=7)
+    # outside the axes: with many models a legend inside would hide the curves it names
+    ax.legend(fontsize=7, frameon=False, title=f"band: ± 1 std\nover {seeds} seeds" if seeds > 1 else None,
+              title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -102,7 +102,7 @@ def test_robustness_figure_has_a_line_per_model_and_a_seed_band(tmp_path):
     assert ax.get_xlabel() == "fraction missing" and ax.get_ylabel().startswith("MRR ×100")
     assert ax.get_title() == "toy: missing"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
-    assert ax.get_legend().get_title().get_text() == "band: ± 1 std over 2 seeds"
+    assert ax.get_legend().get_title().get_text() == "band: ± 1 std\nover 2 seeds"
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [45.0, 27.5, 22.5])
     assert len(ax.collections) == 1          # a band for a (2 seeds), none for b (1 seed)
     paths = robustness_curves(rows, tmp_path, formats=("png", "pdf"))
