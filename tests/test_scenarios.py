@@ -441,3 +441,17 @@ def test_image_noise_lowers_a_multimodal_model_and_leaves_a_structure_only_one_a
     momok = [mrr[("momok", lv)] for lv in (0.0, 0.5, 1.0)]
     assert momok[0] > momok[1] > momok[2] and momok[0] - momok[2] >= 0.03, momok
     assert mrr[("tucker", 1.0)] == mrr[("tucker", 0.0)]
+
+
+def test_perturb_command_shows_and_saves_what_a_scenario_does(tmp_path, capsys):
+    from mmkgbench.cli import main
+    out_file = tmp_path / "p.npz"
+    assert main(["perturb", "synthetic_tiny", "missing", "0.5", "--option", "modality=image", "--seed", "3",
+                 "--save", str(out_file)]) == 0
+    text = capsys.readouterr().out
+    assert "image: d=8, present for 30 (50.0%) of entities" in text and "image.removed: 30 (" in text
+    expect = perturbation(apply(load_dataset("synthetic_tiny"), "missing", 0.5, seed=3, modality="image"))
+    with np.load(out_file) as saved:
+        np.testing.assert_array_equal(saved["image.removed"], expect["image.removed"])
+    assert main(["perturb", "synthetic_tiny", "noisy", "0.5", "--option", "sigma=2"]) == 2
+    assert "unknown option(s) ['sigma']" in capsys.readouterr().err
