@@ -87,12 +87,12 @@ def cmd_perturb(args) -> int:
         _, key, value = _parse_set(f"option.{item}")
         options[key] = value
     data = _load_named(args.dataset, args)
-    check_options(args.scenario, options)
+    options = check_options(args.scenario, options)
     out = apply(data, args.scenario, args.level, args.seed, **options)
     print("before: " + data.summary().replace("\n", "\n        "))
     print("after:  " + out.summary().replace("\n", "\n        "))
     print(f"scenario {args.scenario} at level {args.level:g}, seed {args.seed}, options "
-          f"{check_options(args.scenario, options)}; fingerprint {data.fingerprint()} -> {out.fingerprint()}")
+          f"{options}; fingerprint {data.fingerprint()} -> {out.fingerprint()}")
     rec = perturbation(out)
     for key, arr in rec.items():
         head = ", ".join(str(x) for x in arr[:8].tolist())

@@ -96,38 +96,27 @@ def robustness_markdown(rows: pd.DataFrame, *, metric: str = "mrr", split: str =
     if curves.empty:
         return ""
     auc = relative_auc(curves)
+    auc["cell"] = [f"{m:.3f}" + ("" if pd.isna(sd) else f" ± {sd:.3f}") for m, sd in zip(auc["rel_auc"], auc["rel_auc_std"])]
     name = LABELS.get(metric, metric)
     parts = []
     for (protocol, dataset), block in auc.groupby(["protocol", "dataset"], sort=True):
-        scenarios = sorted(block["scenario"].unique())
         models = _model_order(block["model"].unique())
-        table = []
-        for model in models:
-            line = [model]
-            for sc in scenarios:
-                hit = block[(block["model"] == model) & (block["scenario"] == sc)]
-                if hit.empty:
-                    line.append("–")
-                    continue
-                r = hit.iloc[0]
-                line.append(f"{r.rel_auc:.3f}" + ("" if pd.isna(r.rel_auc_std) else f" ± {r.rel_auc_std:.3f}"))
-            table.append(line)
+        wide = block.pivot(index="model", columns="scenario", values="cell").reindex(models).fillna("–")
+        levels = block.drop_duplicates("scenario").set_index("scenario")["levels"]
         parts.append(f"**{dataset}**, relative area under the {name} curve (1 = no loss; {split}, {protocol}); "
-                     f"levels per scenario: " + "; ".join(
-                         f"{sc} {block[block['scenario'] == sc]['levels'].iloc[0]}" for sc in scenarios) +
-                     "\n\n" + tabulate(table, headers=["model"] + scenarios, tablefmt="github", disable_numparse=True))
-        for sc in scenarios:
-            pts = curves[(curves["protocol"] == protocol) & (curves["dataset"] == dataset) & (curves["scenario"] == sc)]
-            levels = sorted(pts["level"].unique())
-            mean = pts.groupby(["model", "level"])["value"].mean()
-            lines = []
-            for model in _model_order(pts["model"].unique()):
-                r = block[(block["model"] == model) & (block["scenario"] == sc)].iloc[0]
-                lines.append([model] + [f"{mean[(model, lv)] * scale:.{decimals}f}" if (model, lv) in mean.index else "–"
-                                        for lv in levels] + [f"{r.rel_auc:.3f}"])
+                     "levels per scenario: " + "; ".join(f"{sc} {lv}" for sc, lv in levels.items()) + "\n\n" +
+                     tabulate(wide.reset_index(), headers="keys", tablefmt="github", disable_numparse=True,
+                              showindex=False))
+        pts = curves[(curves["protocol"] == protocol) & (curves["dataset"] == dataset)]
+        for sc, sc_pts in pts.groupby("scenario", sort=True):
+            table = (sc_pts.groupby(["model", "level"])["value"].mean() * scale).unstack("level")
+            table = table.map(lambda v: "–" if pd.isna(v) else f"{v:.{decimals}f}")
+            table.columns = [f"{lv:g}" for lv in table.columns]
+            table["rel. AUC"] = block[block["scenario"] == sc].set_index("model")["rel_auc"].map("{:.3f}".format)
+            table = table.reindex(_model_order(table.index))
             parts.append(f"**{dataset}**, {sc}: {name} ×{scale:g} at each level (mean over seeds)\n\n" +
-                         tabulate(lines, headers=["model"] + [f"{lv:g}" for lv in levels] + ["rel. AUC"],
-                                  tablefmt="github", disable_numparse=True))
+                         tabulate(table.reset_index(), headers="keys", tablefmt="github", disable_numparse=True,
+                                  showindex=False))
     return "\n\n".join(parts)
 
 

@@ -94,8 +94,11 @@ class Cell:
 
     def scenario_steps(self) -> list[tuple[str, float, dict]]:
         """[(registered scenario, level, full options)] this cell applies, in order."""
-        steps = self.steps or ((self.scenario, None, ()),)
-        return [(name, self.level if level is None else level, dict(opts)) for name, level, opts in steps]
+        return [(name, self.level if level is None else level, dict(opts)) for name, level, opts in self._steps()]
+
+    def _steps(self) -> tuple:
+        """The grid entry's steps; a cell built without them is its scenario alone, swept."""
+        return self.steps or ((self.scenario, None, ()),)
 
     def label(self) -> str:
         return (f"{self.model} | {dataset_label(self.dataset_spec)} | {self.scenario}@{self.level:g} | "
@@ -380,7 +383,7 @@ def _can_affect(cls, steps) -> bool:
     for name, level, options in steps:
         if level is not None or name == "clean":
             continue
-        if not SCENARIOS[name].reads_features_only:
+        if not SCENARIOS[name].feature_only:
             return True
         modality = dict(options).get("modality", "all")
         reads = tuple(cls.modalities)
@@ -433,7 +436,7 @@ def scenario_config(cell: Cell) -> dict:
     A cell whose steps are all at level 0 (or clean) sees the unperturbed data, so it is recorded as
     clean: `noisy = [0.0, 0.1]` reuses the clean run instead of training the same model twice.
     """
-    swept = [level is None for _, level, _ in (cell.steps or ((cell.scenario, None, ()),))]
+    swept = [level is None for _, level, _ in cell._steps()]
     steps = [(n, lv, o, sw) for (n, lv, o), sw in zip(cell.scenario_steps(), swept) if lv > 0 and n != "clean"]
     if not steps:
         return {"name": "clean", "level": 0.0, "version": SCENARIOS["clean"].version}

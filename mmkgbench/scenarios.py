@@ -54,7 +54,8 @@ class Scenario:
                 if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
     @property
-    def reads_features_only(self) -> bool:
+    def feature_only(self) -> bool:
+        """Whether it changes only modality data (features, present), never the triples."""
         return "train" not in self.touches
 
 
@@ -394,6 +395,4 @@ def apply_steps(data: MMKG, steps: Sequence[tuple[str, float, dict]], seed: int)
         step = apply(out, name, level, seed, **options)
         record.update({f"{i}:{name}/{k}": v for k, v in perturbation(step).items()})
         out = step
-    if not record:
-        return data if out is data or not steps else out
-    return out.replace(meta={**out.meta, PERTURBATION: record})
+    return out.replace(meta={**out.meta, PERTURBATION: record}) if record else out
