@@ -4,7 +4,8 @@
     python run_bench.py run --grid smoke      # any grid (a name in scenarios/ or a path); resumes
     python run_bench.py run --set tucker.lr=1e-3 --set train.max_epochs=20
     python run_bench.py list                  # models, scenarios, data sets, grids
-    python run_bench.py report [--grid NAME]  # Markdown tables from results/, without training
+    python run_bench.py report [--grid NAME] [--format md,tex,png,pdf] [--reference MODEL]
+                                              # tables, tests, figures from results/, no training
     python run_bench.py perturb synthetic missing 0.4 --option modality=image   # what a scenario does
     python run_bench.py data fetch DB15K [--mirror DIR_OR_URL]   # download + verify a benchmark
     python run_bench.py data audit DB15K      # duplicates, leakage, unseen entities, coverage
@@ -52,8 +53,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from mmkgbench.report import markdown_table
+    """Tables (Markdown, LaTeX, CSV) and figures from stored runs; prints the Markdown tables."""
+    from mmkgbench.outputs import parse_formats, write_report
     from mmkgbench.results import load_rows
+    formats = parse_formats(getattr(args, "format", None) or "md,tex,png")
     grid = getattr(args, "grid_filter", None)
     if grid is None and getattr(args, "grid", None):
         from mmkgbench.run import load_grid
@@ -62,17 +65,17 @@ def cmd_report(args) -> int:
     if rows.empty:
         print(f"no stored results under {args.results}/" + (f" for grid {grid.name}" if grid else ""))
         return 1
+    out = write_report(rows, args.results, formats=formats, reference=getattr(args, "reference", None),
+                       split=args.split, test=getattr(args, "test", "randomization"),
+                       resamples=getattr(args, "resamples", 10_000), alpha=getattr(args, "alpha", 0.05))
     print()
-    print(markdown_table(rows, split=args.split))
-    from mmkgbench.robustness import robustness_markdown
-    text = robustness_markdown(rows, split=args.split)
-    if text:
-        from pathlib import Path
-
-        from mmkgbench.plots import robustness_curves
-        print("\n" + text)
-        paths = robustness_curves(rows, Path(args.results) / "figures", split=args.split)
-        print("\nrobustness curves: " + ", ".join(str(p) for p in paths))
+    print(out["markdown"])
+    for note in out["notes"]:
+        print(f"note: {note}")
+    print(f"\nreport of {rows['run_id'].nunique()} run(s)" + (f" (grid {grid.name})" if grid else "") +
+          (f", reference model {out['reference']}" if out["reference"] else "") + "; written:")
+    for p in out["paths"]:
+        print(f"  {p}")
     return 0
 
 
@@ -243,8 +246,19 @@ def main(argv=None) -> int:
                        help="override the grid's protocol: harness (default: select on valid, test once) or "
                             "reference (MoMoK's code: best of each metric over test evaluations; an audit)")
     p_run.add_argument("--mirror", default=None, help="with --fetch: a folder or base URL to fetch from")
-    p_rep = sub.add_parser("report", help="Markdown tables (mean ± std over seeds) from stored results")
+    p_rep = sub.add_parser("report", help="tables (Markdown, LaTeX), significance tests and figures from stored "
+                                          "results, without training")
     p_rep.add_argument("--grid", default=None, help="only the runs of this grid")
+    p_rep.add_argument("--format", default="md,tex,png",
+                       help="comma-separated outputs: md, tex (tables), png, pdf (figures); default md,tex,png")
+    p_rep.add_argument("--reference", default=None,
+                       help="the model every other is tested against (default: momok, else mocme, else the best "
+                            "clean MRR)")
+    p_rep.add_argument("--test", default="randomization", choices=["randomization", "t", "wilcoxon"],
+                       help="the paired per-query test behind the markers (default randomization)")
+    p_rep.add_argument("--resamples", type=int, default=10_000, help="resamples of the randomization test "
+                                                                     "and bootstrap interval (default 10000)")
+    p_rep.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
     p_rep.add_argument("--protocol", default=None, choices=["harness", "reference"],
                        help="with --grid: the protocol the grid was run under (default: the grid's)")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])

@@ -1,13 +1,23 @@
-"""Tables from stored result rows: pure functions of the results frame (nothing is trained here)."""
+"""Tables from stored result rows: pure functions of the results frame (nothing is trained here).
+
+summarise -> main_tables (models x data set metrics per scenario cell, with significance markers from
+mmkgbench.significance) and protocol_tables (harness vs reference protocol); rendered by
+mmkgbench.tables to Markdown and LaTeX.
+"""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from mmkgbench.models import MODELS
+from mmkgbench.tables import HIGHLIGHT, Table, build_table, to_markdown
 
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
 LABELS = {"mrr": "MRR", "mr": "MR", "hits@1": "H@1", "hits@3": "H@3", "hits@10": "H@10"}
+MARK = "†"             # significantly different from the reference model (report.main_tables)
+TABLE_KEYS = ["protocol", "scenario", "level"]
+TEST_NAMES = {"randomization": "two-sided paired randomization (sign-flip) test", "t": "two-sided paired t-test",
+              "wilcoxon": "two-sided Wilcoxon signed-rank test"}
 
 
 def summarise(rows: pd.DataFrame, *, split: str = "test", side: str = "both", metrics=METRICS) -> pd.DataFrame:
@@ -42,39 +52,108 @@ def _model_order(names) -> list[str]:
     return reg + sorted(set(names) - set(reg))
 
 
-def markdown_table(rows: pd.DataFrame, *, split: str = "test", metrics=METRICS, scale: float = 100.0,
-                   decimals: int = 2) -> str:
-    """GitHub Markdown tables, one per (dataset, scenario, level): models x metrics, mean ± std over seeds.
-
-    Values are multiplied by `scale` (x100, as MMKGC papers print them); MR is never scaled.
-    The best mean per column is bold.
-    """
-    summ = summarise(rows, split=split, metrics=metrics)
-    if summ.empty:
+def markdown_table(rows: pd.DataFrame, *, split: str = "test", metrics=METRICS, decimals: int = 2) -> str:
+    """The results tables (see `main_tables`, without significance markers) as GitHub Markdown."""
+    if summarise(rows, split=split, metrics=metrics).empty:
         return f"(no {split} results)"
-    parts = []
-    for (protocol, dataset, scenario, level), block in summ.groupby(["protocol", "dataset", "scenario", "level"],
-                                                                   sort=True):
+    return "\n\n".join(to_markdown(t) for t in main_tables(rows, split=split, metrics=metrics, decimals=decimals))
+
+
+def main_tables(rows: pd.DataFrame, sig: pd.DataFrame | None = None, *, reference: str | None = None,
+                split: str = "test", metrics=METRICS, alpha: float = 0.05, decimals: int = 2) -> list[Table]:
+    """The results tables: one per (protocol, scenario, level), models x (data set, metric), mean ±
+    sample std over seeds, x100; best bold, second italic/underlined; `†` where the difference to
+    `reference` is significant after Holm within the table (sig from `compare_to_reference`)."""
+    summ = summarise(rows, split=split, metrics=metrics)
+    tables = []
+    for (protocol, scenario, level), block in summ.groupby(TABLE_KEYS, sort=True):
+        block = block.copy()
+        block["marker"] = ""
+        s = None if sig is None or sig.empty else sig[(sig["protocol"] == protocol) & (sig["scenario"] == scenario)
+                                                      & (sig["level"] == level)]
+        if s is not None and not s.empty:
+            hit = s[s["p_holm"] < alpha].set_index(["dataset", "model", "metric"]).index
+            block["marker"] = [MARK if k in hit else "" for k in zip(block["dataset"], block["model"], block["metric"])]
         models = _model_order(block["model"].unique())
-        table, seeds = [], {}
-        best = {m: block[block["metric"] == m]["mean"].agg("min" if m == "mr" else "max") for m in metrics}
-        for model in models:
-            line = [model]
-            for metric in metrics:
-                hit = block[(block["model"] == model) & (block["metric"] == metric)]
-                if hit.empty:
-                    line.append("–")
-                    continue
-                mean, std, n = hit.iloc[0][["mean", "std", "n_seeds"]]
-                seeds[model] = int(n)
-                k = 1.0 if metric == "mr" else scale
-                cell = f"{mean * k:.{decimals}f}" + ("" if pd.isna(std) else f" ± {std * k:.{decimals}f}")
-                line.append(f"**{cell}**" if mean == best[metric] else cell)
-            line.append(seeds.get(model, 0))
-            table.append(line)
-        head = ["model"] + [LABELS.get(m, m) for m in metrics] + ["seeds"]
-        how = ("realistic ranks" if protocol.startswith("harness") else
-               f"**{protocol} protocol**: best value of each metric over test evaluations, random ties")
-        title = f"**{dataset}**, {scenario} (level {level:g}), {split}, filtered, {how}"
-        parts.append(title + "\n\n" + tabulate(table, headers=head, tablefmt="github", disable_numparse=True))
-    return "\n\n".join(parts)
+        block["row"] = pd.Categorical(block["model"], models, ordered=True)
+        block["metric_pos"] = block["metric"].map({m: i for i, m in enumerate(metrics)})
+        block = block.sort_values(["row", "dataset", "metric_pos"], kind="stable")
+        datasets = list(dict.fromkeys(block["dataset"]))
+        # one data set: its name goes in the title, the columns are just the metrics
+        frame = pd.DataFrame({"row": [r + (" (ref.)" if r == reference and s is not None and not s.empty else "")
+                                      for r in block["model"].astype(str)],
+                              "group": block["dataset"] if len(datasets) > 1 else "", "metric": block["metric"],
+                              "value": block["mean"], "std": block["std"], "marker": block["marker"]})
+        seeds = sorted(set(block["n_seeds"].astype(int)))
+        harness = protocol.startswith("harness")
+        how = "realistic ranks, checkpoint selected on valid" if harness else \
+            f"{protocol} protocol: best value of each metric over test evaluations, random ties"
+        where = datasets[0] if len(datasets) == 1 else ", ".join(datasets)
+        title = f"{where}, {scenario} (level {level:g}): {split}, filtered, {how}"
+        notes = [f"Mean ± sample std over {_seeds_text(seeds)}, ×100 (MR unscaled); {HIGHLIGHT} per column, on the "
+                 "printed values."]
+        if s is not None and not s.empty:
+            notes.append(f"{MARK} differs from {reference} (ref.) at α = {alpha:g} after Holm correction over the "
+                         f"{len(s)} comparisons of this table: {_test_text(s.iloc[0])}"
+                         f", paired over the {split} queries (per-query reciprocal rank or hit, averaged over "
+                         "seeds).")
+        elif sig is not None and not harness:
+            notes.append("Not tested: under the reference protocol each number is the best of its metric over many "
+                         "test evaluations, which no single set of per-query ranks produced.")
+        elif sig is not None and reference:
+            notes.append(f"No significance markers: {reference} has no run in this cell.")
+        label = "main_" + "_".join(str(x) for x in (protocol, scenario, f"{level:g}"))
+        tables.append(build_table(frame, title=title, notes=notes, decimals=decimals, label=label))
+    return tables
+
+
+def _test_text(row) -> str:
+    name = TEST_NAMES.get(row["test"], row["test"])
+    return name + (f", {int(row['resamples']):,} resamples" if row.get("resamples", 0) else "")
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"{seeds[0]} seed" + ("s" if seeds[0] != 1 else "")
+    return f"{seeds[0]}–{seeds[-1]} seeds (per model)"
+
+
+def protocol_frame(rows: pd.DataFrame, *, metrics=METRICS, split: str = "test") -> pd.DataFrame:
+    """Where the same (dataset, scenario, level, model) has runs under both protocols: the harness
+    mean, the reference mean and the inflation = reference − harness (fractions; MR as ranks), one
+    row per metric. Empty when no cell has both."""
+    summ = summarise(rows, split=split, metrics=metrics)
+    summ["kind"] = np.where(summ["protocol"].str.startswith("harness"), "harness", "reference")
+    keys = ["dataset", "scenario", "level", "model", "metric"]
+    wide = summ.pivot_table(index=keys, columns="kind", values="mean", aggfunc="first")
+    if not {"harness", "reference"} <= set(wide.columns):
+        return pd.DataFrame(columns=keys + ["harness", "reference", "inflation"])
+    wide = wide.dropna(subset=["harness", "reference"]).reset_index()
+    wide["inflation"] = wide["reference"] - wide["harness"]
+    return wide[keys + ["harness", "reference", "inflation"]]
+
+
+def protocol_tables(rows: pd.DataFrame, *, metrics=METRICS, split: str = "test", decimals: int = 2) -> list[Table]:
+    """The protocol table per (dataset, scenario, level): for each model, harness / reference /
+    inflation rows x metrics. Inflation > 0 means the reference protocol reports a better number."""
+    pf = protocol_frame(rows, metrics=metrics, split=split)
+    tables = []
+    for (dataset, scenario, level), block in pf.groupby(["dataset", "scenario", "level"], sort=True):
+        parts = []
+        for model in _model_order(block["model"].unique()):
+            b = block[block["model"] == model].set_index("metric").reindex([m for m in metrics if m in
+                                                                            set(block["metric"])])
+            for kind, label in (("harness", "harness (valid-selected)"), ("reference", "reference code protocol"),
+                                ("inflation", "inflation")):
+                parts.append(pd.DataFrame({"section": model, "row": f"{model}: {label}", "group": "",
+                                           "metric": b.index, "value": b[kind].to_numpy(),
+                                           "ranked": False}))
+        frame = pd.concat(parts, ignore_index=True)
+        notes = ["harness: one checkpoint selected on valid MRR, test evaluated once, realistic ties. reference: "
+                 "MoMoK's code, test evaluated every eval_every epochs, the best value of each metric kept "
+                 "separately, random ties. inflation = reference − harness, ×100 (MR: ranks; negative is "
+                 "better for MR)."]
+        tables.append(build_table(frame, title=f"Protocol inflation on {dataset}, {scenario} (level {level:g}), "
+                                                f"{split}", notes=notes, decimals=decimals, highlight=False,
+                                  label=f"protocol_{dataset}_{scenario}_{level:g}"))
+    return tables

@@ -85,39 +85,62 @@ def relative_auc(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=CURVE_KEYS + ["clean", "rel_auc", "rel_auc_std", "n_seeds", "levels"])
 
 
-def robustness_markdown(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "test", scale: float = 100.0,
-                        decimals: int = 2) -> str:
-    """Markdown: per (protocol, dataset), models x scenarios of rel_auc (mean ± std over seeds), then per
-    scenario the metric at each level. Empty string when the rows hold no perturbed scenario."""
-    from tabulate import tabulate
-
+def robustness_tables(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "test", decimals: int = 2) -> list:
+    """Per (protocol, dataset): a summary table, models x (clean metric, rel. AUC per scenario), then
+    per scenario the metric at each level (level 0 = clean) and its rel. AUC: mmkgbench.tables.Table
+    objects (Markdown and LaTeX from the same cells). The metric is x100, rel. AUC a fraction with
+    3 decimals (mean ± std over seeds in the summary). Empty when no perturbed scenario is stored."""
     from mmkgbench.report import _model_order
+    from mmkgbench.tables import HIGHLIGHT, build_table
     curves = curve_frame(rows, metric=metric, split=split)
     if curves.empty:
-        return ""
+        return []
     auc = relative_auc(curves)
-    auc["cell"] = [f"{m:.3f}" + ("" if pd.isna(sd) else f" ± {sd:.3f}") for m, sd in zip(auc["rel_auc"], auc["rel_auc_std"])]
     name = LABELS.get(metric, metric)
-    parts = []
+    tables = []
     for (protocol, dataset), block in auc.groupby(["protocol", "dataset"], sort=True):
         models = _model_order(block["model"].unique())
-        wide = block.pivot(index="model", columns="scenario", values="cell").reindex(models).fillna("–")
-        levels = block.drop_duplicates("scenario").set_index("scenario")["levels"]
-        parts.append(f"**{dataset}**, relative area under the {name} curve (1 = no loss; {split}, {protocol}); "
-                     "levels per scenario: " + "; ".join(f"{sc} {lv}" for sc, lv in levels.items()) + "\n\n" +
-                     tabulate(wide.reset_index(), headers="keys", tablefmt="github", disable_numparse=True,
-                              showindex=False))
+        scen = list(dict.fromkeys(block["scenario"]))
         pts = curves[(curves["protocol"] == protocol) & (curves["dataset"] == dataset)]
-        for sc, sc_pts in pts.groupby("scenario", sort=True):
-            table = (sc_pts.groupby(["model", "level"])["value"].mean() * scale).unstack("level")
-            table = table.map(lambda v: "–" if pd.isna(v) else f"{v:.{decimals}f}")
-            table.columns = [f"{lv:g}" for lv in table.columns]
-            table["rel. AUC"] = block[block["scenario"] == sc].set_index("model")["rel_auc"].map("{:.3f}".format)
-            table = table.reindex(_model_order(table.index))
-            parts.append(f"**{dataset}**, {sc}: {name} ×{scale:g} at each level (mean over seeds)\n\n" +
-                         tabulate(table.reset_index(), headers="keys", tablefmt="github", disable_numparse=True,
-                                  showindex=False))
-    return "\n\n".join(parts)
+        clean = pts[pts["level"] == 0].groupby("model")["clean"].mean()
+        cells = [{"row": m, "group": "", "metric": f"clean {name}", "value": clean.get(m, np.nan)} for m in models]
+        for sc in scen:
+            b = block[block["scenario"] == sc].set_index("model")
+            cells += [{"row": m, "group": "", "metric": sc, "value": b["rel_auc"].get(m, np.nan),
+                       "std": b["rel_auc_std"].get(m, np.nan)} for m in models]
+        levels = block.drop_duplicates("scenario").set_index("scenario")["levels"]
+        suffix = "" if protocol.startswith("harness") else f" [{protocol}]"
+        tables.append(build_table(
+            pd.DataFrame(cells), title=f"{dataset}: relative area under the {name} curve per scenario ({split}"
+                                       f"{suffix})", decimals={**{sc: 3 for sc in scen}, f"clean {name}": decimals},
+            unscaled=scen, label=f"robustness_{dataset}_{protocol}",
+            notes=[f"clean {name} ×100, mean over seeds; rel. AUC: area under {name}(level)/{name}(clean), "
+                   "per seed against its own clean run, mean ± std over seeds (1 = no loss). Levels: " +
+                   "; ".join(f"{sc} {lv}" for sc, lv in levels.items()) + f". {HIGHLIGHT}."]))
+        for sc in scen:
+            sc_pts = pts[pts["scenario"] == sc]
+            mean = sc_pts.groupby(["model", "level"])["value"].mean()
+            cells = [{"row": m, "group": "", "metric": f"{lv:g}", "value": v} for (m, lv), v in mean.items()]
+            b = block[block["scenario"] == sc].set_index("model")["rel_auc"]
+            cells += [{"row": m, "group": "", "metric": "rel. AUC", "value": v} for m, v in b.items()]
+            frame = pd.DataFrame(cells)
+            frame["row"] = pd.Categorical(frame["row"], _model_order(frame["row"].unique()), ordered=True)
+            levels_sorted = sorted(mean.index.get_level_values("level").unique())
+            order = {f"{lv:g}": i for i, lv in enumerate(levels_sorted)} | {"rel. AUC": len(levels_sorted)}
+            frame = frame.sort_values(["row"], kind="stable").assign(pos=frame["metric"].map(order))
+            frame = frame.sort_values(["row", "pos"], kind="stable").astype({"row": str})
+            tables.append(build_table(
+                frame, title=f"{dataset}, {sc}: {name} ×100 at each level (0 = clean; mean over seeds; {split}"
+                             f"{suffix})", decimals={"rel. AUC": 3}, unscaled=("rel. AUC",),
+                label=f"robustness_{dataset}_{sc}_{protocol}", notes=[f"x axis: {level_label(rows, sc)}."]))
+    return tables
+
+
+def robustness_markdown(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "test", decimals: int = 2) -> str:
+    """`robustness_tables` as GitHub Markdown ("" when no perturbed scenario is stored)."""
+    from mmkgbench.tables import to_markdown
+    return "\n\n".join(to_markdown(t) for t in robustness_tables(rows, metric=metric, split=split,
+                                                                  decimals=decimals))
 
 
 def level_label(rows: pd.DataFrame, scenario: str) -> str:

@@ -84,10 +84,24 @@ def test_protocols_and_data_sets_never_share_a_curve():
 
 def test_markdown_has_the_summary_column_and_the_levels():
     text = robustness_markdown(rows_of(POINTS))
-    assert "relative area under the MRR curve" in text and "levels per scenario: missing 0, 0.5, 1" in text
-    assert "| a       | 0.688 ± 0.088 |" in text and "| b       | 1.000         |" in text
-    assert "| a       | 45.00 | 27.50 | 22.50 | 0.688      |" in text       # x100, mean over seeds
+    assert "relative area under the MRR curve" in text and "Levels: missing 0, 0.5, 1" in text
+    # the summary: clean MRR x100 and rel. AUC mean ± std; highlights on the printed values
+    assert "| a       | **45.00**   | *0.688 ± 0.088* |" in text and "| b       | *30.00*     | **1.000**       |" in text
+    # the level table: level 0 is the clean run, MRR x100, mean over seeds, then rel. AUC
+    assert "| model   | 0         | 0.5       | 1         | rel. AUC   |" in text
+    assert "| a       | **45.00** | *27.50*   | *22.50*   | *0.688*    |" in text
     assert robustness_markdown(rows_of([p for p in POINTS if p[1] == "clean"])) == ""
+
+
+def test_robustness_latex_comes_from_the_same_cells():
+    from mmkgbench.robustness import robustness_tables
+    from mmkgbench.tables import to_latex
+    summary, levels = robustness_tables(rows_of(POINTS))
+    tex = to_latex(summary)
+    assert r"a & \textbf{45.00} & \underline{0.688}{\scriptsize$\pm$0.088} \\" in tex
+    assert r"\toprule" in tex and r"\bottomrule" in tex and "|" not in tex.split("tabular}{")[1].split("}")[0]
+    # a's clean 45 is best at level 0 (b second); b is best at every level and in rel. AUC
+    assert r"b & \underline{30.00} & \textbf{30.00} & \textbf{30.00} & \textbf{1.000} \\" in to_latex(levels)
 
 
 def test_the_axis_names_the_swept_scenario():

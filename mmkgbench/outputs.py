@@ -1,0 +1,216 @@
+"""Everything `run_bench.py report` writes: tables and figures from stored runs, nothing trained.
+
+    results/tables/summary.csv           mean, std, seeds per (protocol, data set, scenario, level, model, metric)
+    results/tables/significance.csv      every paired test against the reference (p, Holm, BH, interval)
+    results/tables/main.{md,tex}         the results tables with significance markers
+    results/tables/robustness.{md,tex}   clean score, score per level, relative AUC
+    results/tables/protocol.{md,tex}     harness vs reference protocol, where both were run
+    results/tables/paper_<name>.{md,tex} a published table beside our reproduction
+    results/figures/*.{png,pdf} + .csv   robustness curves, CD diagram, per-relation MRR, MoMoK gates and
+                                         modality contributions, MoCME modality weights; each with the
+                                         frame it was drawn from
+
+Every file is a function of the stored rows, per-query ranks and interpretation files, written
+atomically, and deterministic (fixed resampling seed, fixed order), so a regenerated report
+diffs cleanly against the last one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmkgbench.report import _model_order, main_tables, protocol_tables, summarise
+from mmkgbench.results import load_interpretation, load_per_query, write_text_atomic
+from mmkgbench.tables import to_latex, to_markdown
+
+FORMATS = ("md", "tex", "png", "pdf")
+# The models a comparison is usually *about*: the first present is the default reference.
+PREFERRED_REFERENCES = ("momok", "mocme")
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """`md,tex,png` -> ("md", "tex", "png"); an unknown format lists the valid ones."""
+    out = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    bad = [f for f in out if f not in FORMATS]
+    if bad or not out:
+        raise ValueError(f"unknown report format(s) {', '.join(bad) or '(none)'}; valid: {', '.join(FORMATS)}")
+    return out
+
+
+def default_reference(rows: pd.DataFrame) -> str | None:
+    """MoMoK or MoCME when present (the models this suite compares against baselines), else the model
+    with the best mean clean MRR."""
+    models = set(rows["model"])
+    for m in PREFERRED_REFERENCES:
+        if m in models:
+            return m
+    clean = rows[(rows["scenario"] == "clean") & (rows["metric"] == "mrr") & (rows["side"] == "both")]
+    return None if clean.empty else str(clean.groupby("model")["value"].mean().idxmax())
+
+
+def _harness(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["protocol"].astype(str).str.startswith("harness")]
+
+
+def cd_scores(rows: pd.DataFrame, *, split: str = "test", metric: str = "mrr") -> tuple[pd.DataFrame, str]:
+    """The blocks x models score matrix behind the critical-difference diagram, and what a block is.
+
+    Blocks are the clean data sets when there are at least two (Demšar 2006). With one data set they
+    are its (scenario, level) cells, restricted to cells every model ran: such blocks are not
+    independent samples, which the diagram says. Mean over seeds, harness protocol only.
+    """
+    summ = summarise(_harness(rows), split=split, metrics=(metric,))
+    clean = summ[summ["scenario"] == "clean"]
+    if clean["dataset"].nunique() >= 2:
+        wide = clean.pivot_table(index="dataset", columns="model", values="mean", aggfunc="first")
+        kind = "data sets (clean)"
+    else:
+        summ = summ.assign(block=summ["dataset"] + ": " + summ["scenario"] + " " + summ["level"].map("{:g}".format))
+        wide = summ.pivot_table(index="block", columns="model", values="mean", aggfunc="first")
+        kind = "scenario cells of one data set (not independent)"
+    models = _model_order(wide.columns)
+    wide = wide[models].dropna(axis=0, how="any")
+    return wide, kind
+
+
+def write_report(rows: pd.DataFrame, root, *, formats=("md", "tex", "png"), reference: str | None = None,
+                 split: str = "test", test: str = "randomization", resamples: int = 10_000, alpha: float = 0.05,
+                 out=None) -> dict:
+    """Write the report of `rows` (stored runs under `root`) into `out` (default: root). Returns
+    {"markdown": the printed tables, "paths": files written, "reference": the reference model,
+    "notes": what was left out and why}."""
+    from mmkgbench.robustness import robustness_tables
+    from mmkgbench.significance import compare_to_reference
+    root, out = Path(root), Path(out or root)
+    tdir, fdir = out / "tables", out / "figures"
+    paths, notes = [], []
+    models = set(rows["model"])
+    if reference is not None and reference not in models:
+        raise ValueError(f"reference model {reference!r} has no stored runs here; models present: "
+                         f"{', '.join(_model_order(models))}")
+    reference = reference or default_reference(rows)
+
+    summ = summarise(rows, split=split)
+    paths.append(write_text_atomic(tdir / "summary.csv", summ.to_csv(index=False)))
+    sig = None
+    if reference is not None and not _harness(rows).empty:
+        sig = compare_to_reference(rows, lambda rid: load_per_query(root, rid), reference=reference, split=split,
+                                   test=test, resamples=resamples)
+        paths.append(write_text_atomic(tdir / "significance.csv", sig.to_csv(index=False)))
+
+    sections = {"main": main_tables(rows, sig, reference=reference, split=split, alpha=alpha),
+                "robustness": robustness_tables(rows, split=split),
+                "protocol": protocol_tables(rows, split=split)}
+    sections.update(_paper_tables(rows, split=split, notes=notes))
+    printed = []
+    for name, tables in sections.items():
+        if not tables:
+            continue
+        md = "\n\n".join(to_markdown(t) for t in tables)
+        printed.append(md)
+        if "md" in formats:
+            paths.append(write_text_atomic(tdir / f"{name}.md", md + "\n"))
+        if "tex" in formats:
+            paths.append(write_text_atomic(tdir / f"{name}.tex", "\n".join(to_latex(t) for t in tables)))
+
+    images = tuple(f for f in formats if f in ("png", "pdf"))
+    if images:
+        paths += _figures(rows, root, fdir, images, reference=reference, split=split, alpha=alpha, notes=notes)
+    return {"markdown": "\n\n".join(printed), "paths": paths, "reference": reference, "notes": notes}
+
+
+def _paper_tables(rows: pd.DataFrame, *, split: str, notes: list) -> dict:
+    """paper_<name> -> [Table] for each published table some stored run reproduces (clean, on the
+    published benchmark), under each protocol that has such runs."""
+    from mmkgbench import published
+    out = {}
+    for name in published.PUBLISHED:
+        tables = []
+        for protocol in ("harness", "reference"):
+            try:
+                frame = published.paper_frame(rows, name, protocol=protocol, split=split)
+            except ValueError as err:          # e.g. two feature variants of one benchmark
+                notes.append(f"paper table {name} ({protocol}): {err}")
+                continue
+            if frame["ours"].notna().any():
+                tables.append(published.paper_table(frame))
+        if tables:
+            out[f"paper_{name}"] = tables
+    return out
+
+
+def _figures(rows, root: Path, fdir: Path, formats, *, reference, split, alpha, notes) -> list[Path]:
+    from mmkgbench import figures, stats
+    from mmkgbench.plots import _pyplot, _slug, robustness_curves, save_figure
+    plt = _pyplot()
+    paths = robustness_curves(rows, fdir, split=split, formats=formats)
+
+    def save(fig, stem, frame: pd.DataFrame | None = None):
+        paths.extend(save_figure(fig, fdir / stem, formats))
+        plt.close(fig)
+        if frame is not None:          # the numbers behind the figure, beside it
+            paths.append(write_text_atomic(fdir / f"{stem}.csv", frame.to_csv(index=False)))
+
+    scores, kind = cd_scores(rows, split=split)
+    if scores.shape[0] >= 2 and scores.shape[1] >= 3:
+        fr = stats.friedman_nemenyi(scores, alpha=alpha)
+        title = (f"Critical difference (Nemenyi, α = {alpha:g}), MRR over {fr.n_blocks} {kind}; "
+                 f"Friedman p = {fr.p:.3g}")
+        fig = figures.cd_diagram(fr.avg_ranks, fr.cd, cliques=fr.cliques(), descriptive=fr.descriptive,
+                                 title=title, alpha=alpha, n_blocks=fr.n_blocks)
+        save(fig, "cd_diagram", scores.reset_index())
+    else:
+        notes.append(f"no CD diagram: {scores.shape[0]} block(s) with every model ({kind}); it needs >= 2 "
+                     "blocks and >= 3 models")
+
+    harness = _harness(rows)
+    runs = harness[(harness["split"] == split)].drop_duplicates("run_id")
+    clean = runs[runs["scenario"] == "clean"]
+    for dataset, block in clean.groupby("dataset", sort=True):
+        # per-relation MRR: the reference against the strongest other model, on their shared lowest seed
+        mrr = harness[(harness["dataset"] == dataset) & (harness["scenario"] == "clean") &
+                      (harness["metric"] == "mrr") & (harness["side"] == "both") & (harness["split"] == split)]
+        means = mrr.groupby("model")["value"].mean()
+        if reference in means.index and len(means) > 1:
+            other = means.drop(reference).idxmax()
+            seeds = sorted(set(block[block["model"] == reference]["seed"]) & set(block[block["model"] == other]["seed"]))
+            if seeds:
+                pick = {m: block[(block["model"] == m) & (block["seed"] == seeds[0])]["run_id"].iloc[0]
+                        for m in (other, reference)}
+                frame = figures.per_relation_mrr(load_per_query(root, pick[other]),
+                                                 load_per_query(root, pick[reference]), names=(other, reference),
+                                                 split=split)
+                fig = figures.per_relation_figure(frame, names=(other, reference),
+                                                  title=f"{dataset}: per-relation {split} MRR, seed {seeds[0]}")
+                save(fig, _slug("per_relation", dataset, other, "vs", reference), frame)
+        # MoMoK's gates and modality contributions, from its clean run of the lowest seed
+        mk = block[block["model"] == "momok"].sort_values("seed")
+        if not mk.empty:
+            interp = load_interpretation(root, mk["run_id"].iloc[0])
+            seed = int(mk["seed"].iloc[0])
+            if "expert_gates" in interp:
+                fig = figures.gate_heatmap(interp["expert_gates"],
+                                           title=f"{dataset}: MoMoK expert gates (tail queries, seed {seed})")
+                save(fig, _slug("momok_gates", dataset), interp["expert_gates"])
+            if "fusion_weights" in interp or "decision_probability" in interp:
+                fig = figures.modality_contribution(interp.get("fusion_weights"), interp.get("decision_probability"),
+                                                    title=f"{dataset}: MoMoK modality contributions (seed {seed})")
+                save(fig, _slug("momok_modalities", dataset))
+    # MoCME's modality weights under every scenario it ran
+    mc = runs[runs["model"] == "mocme"]
+    for dataset, block in mc.groupby("dataset", sort=True):
+        parts = []
+        for r in block.itertuples():
+            w = load_interpretation(root, r.run_id).get("modality_weights")
+            if w is not None:
+                parts.append(w.assign(scenario=r.scenario, level=float(r.level), seed=int(r.seed)))
+        if parts:
+            frame = pd.concat(parts, ignore_index=True)
+            frame["clean_first"] = np.where(frame["scenario"] == "clean", 0, 1)
+            frame = frame.sort_values(["clean_first", "scenario", "level", "seed"], kind="stable").drop(
+                columns="clean_first").reset_index(drop=True)
+            fig = figures.mocme_modality_weights(frame, title=f"{dataset}: MoCME modality weights per scenario")
+            save(fig, _slug("mocme_weights", dataset), frame)
+    return paths
