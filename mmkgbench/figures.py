@@ -328,7 +328,9 @@ def cd_diagram(avg_ranks: pd.Series, cd: float, *, cliques=None, descriptive: bo
     ax.axis("off")
     head = title if title is not None else (
         f"Average ranks (1 = best){'' if n_blocks is None else f' over {n_blocks} data sets'}, CD at α = {alpha:g}")
-    if descriptive:
-        head += f"\ndescriptive: {'N' if n_blocks is None else n_blocks} < 5 data sets, not a significance test"
+    if descriptive:          # a string gives the reason (e.g. blocks that are not independent data sets)
+        why = descriptive if isinstance(descriptive, str) else \
+            f"{'N' if n_blocks is None else n_blocks} < 5 data sets"
+        head += f"\ndescriptive: {why}, not a significance test"
     ax.set_title(head, fontsize=9)
     return fig

@@ -69,7 +69,7 @@ def cd_scores(rows: pd.DataFrame, *, split: str = "test", metric: str = "mrr") -
     else:
         summ = summ.assign(block=summ["dataset"] + ": " + summ["scenario"] + " " + summ["level"].map("{:g}".format))
         wide = summ.pivot_table(index="block", columns="model", values="mean", aggfunc="first")
-        kind = "scenario cells of one data set (not independent)"
+        kind = "scenario cells of one data set"
     models = _model_order(wide.columns)
     wide = wide[models].dropna(axis=0, how="any")
     return wide, kind
@@ -158,7 +158,9 @@ def _figures(rows, root: Path, fdir: Path, formats, *, reference, split, alpha, 
         fr = stats.friedman_nemenyi(scores, alpha=alpha)
         title = (f"Critical difference (Nemenyi, α = {alpha:g}), MRR over {fr.n_blocks} {kind}; "
                  f"Friedman p = {fr.p:.3g}")
-        fig = figures.cd_diagram(fr.avg_ranks, fr.cd, cliques=fr.cliques(), descriptive=fr.descriptive,
+        # blocks that are scenario cells of one data set are not independent samples: never a test
+        descriptive = fr.descriptive if kind.startswith("data sets") else "blocks are cells of one data set"
+        fig = figures.cd_diagram(fr.avg_ranks, fr.cd, cliques=fr.cliques(), descriptive=descriptive,
                                  title=title, alpha=alpha, n_blocks=fr.n_blocks)
         save(fig, "cd_diagram", scores.reset_index())
     else:

@@ -59,8 +59,8 @@ def compare_to_reference(rows: pd.DataFrame, load_per_query: Callable[[str], pd.
                          resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """One row per (protocol, dataset, scenario, level, model != reference, metric) where both the
     model and the reference have harness runs: diff (model − reference, as a fraction), low/high (95 %
-    interval), p, n (queries), n_nonzero, seeds_model, seeds_reference, test, p_seeds (paired t over
-    shared seeds; NaN below 2), and p_holm (within the table of that protocol, scenario, level),
+    interval), p, n (queries), n_nonzero, seeds_model, seeds_reference, test, resamples, p_t (the paired
+    t-test, a cross-check), p_seeds (paired t over shared seeds; NaN below 2), and p_holm (within the table of that protocol, scenario, level),
     p_bh (across all rows returned).
 
     rows: stored result rows; load_per_query: run_id -> per-query frame (results.load_per_query).
@@ -88,6 +88,7 @@ def compare_to_reference(rows: pd.DataFrame, load_per_query: Callable[[str], pd.
                     raise ValueError(f"{model} and {reference} on {dataset} ({scenario} {level:g}) were evaluated "
                                      f"on different {split} queries; they cannot be compared query by query")
                 res = stats.paired_test(a.to_numpy(), b.to_numpy(), test=test, resamples=resamples, seed=seed)
+                p_t = res.p if test == "t" else stats.paired_test(a.to_numpy(), b.to_numpy(), test="t").p
                 p_seeds = np.nan
                 if len(shared) >= 2:
                     va = [values[(mine[mine["seed"] == s]["run_id"].iloc[0], metric)] for s in shared]
@@ -97,10 +98,10 @@ def compare_to_reference(rows: pd.DataFrame, load_per_query: Callable[[str], pd.
                             "model": model, "reference": reference, "metric": metric, "diff": res.diff,
                             "low": res.low, "high": res.high, "p": res.p, "n": res.n, "n_nonzero": res.n_nonzero,
                             "seeds_model": len(mine), "seeds_reference": len(ref), "test": res.test,
-                            "resamples": res.resamples,
+                            "resamples": res.resamples, "p_t": p_t,
                             "p_seeds": p_seeds})
     cols = ["protocol", "dataset", "scenario", "level", "model", "reference", "metric", "diff", "low", "high", "p",
-            "p_holm", "p_bh", "n", "n_nonzero", "seeds_model", "seeds_reference", "test", "resamples", "p_seeds"]
+            "p_holm", "p_bh", "n", "n_nonzero", "seeds_model", "seeds_reference", "test", "resamples", "p_t", "p_seeds"]
     frame = pd.DataFrame(out, columns=[c for c in cols if c not in ("p_holm", "p_bh")])
     if frame.empty:
         return pd.DataFrame(columns=cols)

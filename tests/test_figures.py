@@ -291,6 +291,9 @@ def test_cd_diagram_given_cliques_and_descriptive_label():
     assert "descriptive: N < 5 data sets" in fig.axes[0].get_title()
     assert "α = 0.05" in fig.axes[0].get_title()
     plt.close(fig)
+    fig = cd_diagram(RANKS, 1.5, descriptive="blocks are cells of one data set", title="t")
+    assert fig.axes[0].get_title() == "t\ndescriptive: blocks are cells of one data set, not a significance test"
+    plt.close(fig)
     with pytest.raises(ValueError, match="Z"):
         cd_diagram(RANKS, 1.5, cliques=[["A", "Z"]])
     with pytest.raises(ValueError, match="lie in"):

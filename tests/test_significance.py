@@ -62,6 +62,8 @@ def test_comparisons_use_seed_averaged_per_query_scores():
     va = [(1 / PQ[k]["rank_real"]).mean() for k in ("bad0", "bad1")]
     vb = [(1 / PQ[k]["rank_real"]).mean() for k in ("ref0", "ref1")]
     assert row["p_seeds"] == pytest.approx(stats.seed_test(va, vb).p)
+    from scipy.stats import ttest_rel
+    assert row["p_t"] == pytest.approx(ttest_rel(a, b).pvalue)       # the cross-check, on the same pairs
     noisy = sig[(sig["scenario"] == "noisy") & (sig["metric"] == "mrr")].iloc[0]
     assert np.isnan(noisy["p_seeds"])             # one seed: no seed-level test, never a made-up p
 
