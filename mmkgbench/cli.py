@@ -218,6 +218,12 @@ def cmd_list(args) -> int:
     for b in catalog.CATALOG.values():
         state = "verified in cache" if catalog.is_fetched(b.name) else "not fetched: run_bench.py data fetch " + b.name
         print(f"  {b.name:<16} {b.entities:,} entities, {b.relations} relations ({state})")
+    from mmkgbench.published import PUBLISHED, load_published
+    print("published tables (report lays stored runs on these benchmarks beside them):")
+    for name in PUBLISHED:
+        pub = load_published(name)
+        counts = ", ".join(f"{n} {status}" for status, n in pub["status"].value_counts(sort=False).items())
+        print(f"  {name:<16} {pub['row'].nunique()} rows ({counts}); {pub['citation'].iloc[0]}")
     print(f"grids ({GRID_DIR}):")
     for p in sorted(GRID_DIR.glob("*.toml")):
         print(f"  {p.stem}")

@@ -192,6 +192,8 @@ def test_cli_list_and_errors(capsys, tmp_path):
     for name in MODELS:
         assert name in out
     assert "default" in out and "smoke" in out
+    assert "momok-main       21 rows (248 published, 4 not reported)" in out
+    assert "mocme-main       1 rows (15 not yet obtained)" in out
     assert main(["run", "--grid", "no_such_grid"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["--results", str(tmp_path), "report"]) == 1
@@ -280,7 +282,12 @@ def test_reference_protocol_keeps_the_best_of_each_metric_on_test(tmp_path, caps
     assert set(summ["protocol"]) == {run_mod.PROTOCOL, "reference-v1"} and (summ["n_seeds"] == 1).all()
     text = markdown_table(load_rows(tmp_path))
     assert "realistic ranks" in text and "reference-v1 protocol" in text
-    assert main(["--results", str(tmp_path), "report"]) == 0
+    assert main(["--results", str(tmp_path), "report", "--format", "md"]) == 0
+    # the protocol table: the same cell under both protocols, and how much the reference one inflates
+    proto = (tmp_path / "tables" / "protocol.md").read_text()
+    inflation = summ.pivot_table(index="metric", columns="protocol", values="mean").loc["mrr"]
+    assert "tucker: inflation" in proto and \
+        f"{(inflation['reference-v1'] - inflation[run_mod.PROTOCOL]) * 100:.2f}" in proto
 
 
 def test_best_per_metric_takes_each_metric_separately():
