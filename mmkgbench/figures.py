@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mmkgbench.plots import _pyplot
+from mmkgbench.stats import cliques as groups_within
 
 STRUCTURE, JOINT = "structure", "joint"      # the names MoMoK / MoCME give these modalities
 
@@ -253,22 +254,6 @@ def mocme_modality_weights(frame: pd.DataFrame, *, title: str | None = None):
 
 
 # -- 5. critical-difference diagram ------------------------------------------------------------
-def cliques_from_ranks(avg_ranks: pd.Series, cd: float) -> list[list[str]]:
-    """Maximal groups of models, contiguous in rank order, whose ranks span less than `cd` (at
-    least two models each, none inside another): the groups a CD diagram joins with a bar."""
-    ranks = avg_ranks.sort_values(kind="stable")
-    names, vals = list(ranks.index), ranks.to_numpy(dtype=float)
-    out, last_end = [], -1
-    for i in range(len(vals)):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] - vals[i] < cd:
-            j += 1
-        if j > i and j > last_end:            # an interval ending no later than the previous is inside it
-            out.append(names[i:j + 1])
-            last_end = j
-    return out
-
-
 def cd_diagram(avg_ranks: pd.Series, cd: float, *, cliques=None, descriptive: bool = False,
                title: str | None = None, alpha: float = 0.05, n_blocks: int | None = None):
     """A critical-difference diagram (Demšar, JMLR 7:1-30, 2006, Fig. 1-2).
@@ -277,7 +262,7 @@ def cd_diagram(avg_ranks: pd.Series, cd: float, *, cliques=None, descriptive: bo
     the post-hoc test at level `alpha`. The rank axis runs from 1 (best, on the LEFT) to k; each model
     is marked by a line from its rank to its label "<name> (<rank>)", the better half labelled on the
     left, the worse half on the right. Thick bars join the models of each clique (no two of them
-    differ by cd or more): `cliques` as lists of names, else `cliques_from_ranks`. A scale bar shows
+    differ by cd or more): `cliques` as lists of names, else `mmkgbench.stats.cliques`. A scale bar shows
     "CD = x.xx". With descriptive=True (fewer than 5 data sets) the title says so: not a test.
     """
     plt = _pyplot()
@@ -290,7 +275,7 @@ def cd_diagram(avg_ranks: pd.Series, cd: float, *, cliques=None, descriptive: bo
     if not (math.isfinite(cd) and cd > 0):
         raise ValueError(f"cd must be a positive number, not {cd!r}")
     if cliques is None:
-        cliques = cliques_from_ranks(ranks, cd)
+        cliques = groups_within(ranks, cd)
     unknown = sorted({m for c in cliques for m in c} - set(ranks.index))
     if unknown:
         raise ValueError(f"cliques name models without an average rank: {', '.join(map(str, unknown))}")

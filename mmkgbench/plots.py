@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmkgbench.report import LABELS, _model_order
+from mmkgbench.report import _model_order
 from mmkgbench.robustness import curve_frame, level_label
+from mmkgbench.tables import LABELS
 
 
 def _pyplot():

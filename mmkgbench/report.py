@@ -13,7 +13,6 @@ from mmkgbench.models import MODELS
 from mmkgbench.tables import HIGHLIGHT, Table, build_table, to_markdown
 
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
-LABELS = {"mrr": "MRR", "mr": "MR", "hits@1": "H@1", "hits@3": "H@3", "hits@10": "H@10"}
 MARK = "†"             # significantly different from the reference model (report.main_tables)
 TABLE_KEYS = ["protocol", "scenario", "level"]
 TEST_NAMES = {"randomization": "two-sided paired randomization (sign-flip) test", "t": "two-sided paired t-test",
@@ -54,9 +53,8 @@ def _model_order(names) -> list[str]:
 
 def markdown_table(rows: pd.DataFrame, *, split: str = "test", metrics=METRICS, decimals: int = 2) -> str:
     """The results tables (see `main_tables`, without significance markers) as GitHub Markdown."""
-    if summarise(rows, split=split, metrics=metrics).empty:
-        return f"(no {split} results)"
-    return "\n\n".join(to_markdown(t) for t in main_tables(rows, split=split, metrics=metrics, decimals=decimals))
+    tables = main_tables(rows, split=split, metrics=metrics, decimals=decimals)
+    return "\n\n".join(to_markdown(t) for t in tables) if tables else f"(no {split} results)"
 
 
 def main_tables(rows: pd.DataFrame, sig: pd.DataFrame | None = None, *, reference: str | None = None,

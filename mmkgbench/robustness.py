@@ -21,7 +21,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from mmkgbench.report import LABELS
+from mmkgbench.tables import LABELS
 
 CURVE_KEYS = ["protocol", "dataset", "scenario", "model"]
 
@@ -118,17 +118,15 @@ def robustness_tables(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "
                    "per seed against its own clean run, mean ± std over seeds (1 = no loss). Levels: " +
                    "; ".join(f"{sc} {lv}" for sc, lv in levels.items()) + f". {HIGHLIGHT}."]))
         for sc in scen:
-            sc_pts = pts[pts["scenario"] == sc]
-            mean = sc_pts.groupby(["model", "level"])["value"].mean()
-            cells = [{"row": m, "group": "", "metric": f"{lv:g}", "value": v} for (m, lv), v in mean.items()]
-            b = block[block["scenario"] == sc].set_index("model")["rel_auc"]
-            cells += [{"row": m, "group": "", "metric": "rel. AUC", "value": v} for m, v in b.items()]
+            mean = pts[pts["scenario"] == sc].groupby(["model", "level"])["value"].mean()
+            auc_sc = block[block["scenario"] == sc].set_index("model")["rel_auc"]
+            lvls = sorted(mean.index.get_level_values("level").unique())
+            cells = []
+            for m in _model_order(mean.index.get_level_values("model").unique()):
+                cells += [{"row": m, "group": "", "metric": f"{lv:g}", "value": mean.get((m, lv), np.nan)}
+                          for lv in lvls]
+                cells.append({"row": m, "group": "", "metric": "rel. AUC", "value": auc_sc.get(m, np.nan)})
             frame = pd.DataFrame(cells)
-            frame["row"] = pd.Categorical(frame["row"], _model_order(frame["row"].unique()), ordered=True)
-            levels_sorted = sorted(mean.index.get_level_values("level").unique())
-            order = {f"{lv:g}": i for i, lv in enumerate(levels_sorted)} | {"rel. AUC": len(levels_sorted)}
-            frame = frame.sort_values(["row"], kind="stable").assign(pos=frame["metric"].map(order))
-            frame = frame.sort_values(["row", "pos"], kind="stable").astype({"row": str})
             tables.append(build_table(
                 frame, title=f"{dataset}, {sc}: {name} ×100 at each level (0 = clean; mean over seeds; {split}"
                              f"{suffix})", decimals={"rel. AUC": 3}, unscaled=("rel. AUC",),

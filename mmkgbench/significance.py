@@ -43,15 +43,20 @@ def query_scores(per_query: pd.DataFrame, metric: str, split: str = "test") -> p
 
 def _seed_mean(run_ids: list[str], load: Callable[[str], pd.DataFrame], metric: str, split: str,
                cache: dict) -> pd.Series:
-    parts = []
-    for rid in run_ids:
-        if rid not in cache:
-            cache[rid] = load(rid)
-        parts.append(query_scores(cache[rid], metric, split))
-    joined = pd.concat(parts, axis=1, join="inner")
-    if len(joined) != len(parts[0]):
-        raise ValueError(f"runs {', '.join(run_ids)} were evaluated on different {split} queries")
-    return joined.mean(axis=1).sort_index()
+    """Per-query score averaged over the runs (seeds) of one model; memoised in `cache`, since the
+    reference's is needed once per compared model."""
+    key = (tuple(run_ids), metric)
+    if key not in cache:
+        parts = []
+        for rid in run_ids:
+            if rid not in cache:
+                cache[rid] = load(rid)
+            parts.append(query_scores(cache[rid], metric, split))
+        joined = pd.concat(parts, axis=1, join="inner")
+        if len(joined) != len(parts[0]):
+            raise ValueError(f"runs {', '.join(run_ids)} were evaluated on different {split} queries")
+        cache[key] = joined.mean(axis=1).sort_index()
+    return cache[key]
 
 
 def compare_to_reference(rows: pd.DataFrame, load_per_query: Callable[[str], pd.DataFrame], *, reference: str,

@@ -305,12 +305,22 @@ def seed_test(a, b, *, paired: bool = True, alpha: float = 0.05) -> PairedResult
                         f"Welch-Satterthwaite df = {df:.2f}")
 
 
-def _pvalues(p) -> tuple[np.ndarray, np.ndarray]:
+def _adjust(p, step) -> np.ndarray:
+    """Shared by the p-value adjustments: validate, drop NaN from the family, sort ascending, apply
+    `step(sorted p, m) -> adjusted sorted p`, cap at 1 and put every value back in its place."""
     arr = np.asarray(p, dtype=np.float64)
     ok = ~np.isnan(arr)
-    if np.any((arr[ok] < 0) | (arr[ok] > 1)):
-        raise ValueError(f"p-values must lie in [0, 1] (NaN allowed), got {arr[ok][(arr[ok] < 0) | (arr[ok] > 1)][:5]}")
-    return arr, ok
+    bad = arr[ok][(arr[ok] < 0) | (arr[ok] > 1)]
+    if bad.size:
+        raise ValueError(f"p-values must lie in [0, 1] (NaN allowed), got {bad[:5]}")
+    out = np.full(arr.shape, np.nan)
+    vals = arr[ok]
+    if vals.size:
+        order = np.argsort(vals, kind="stable")
+        res = np.empty(vals.size)
+        res[order] = np.minimum(step(vals[order], vals.size), 1.0)
+        out[ok] = res
+    return out
 
 
 def holm(p) -> np.ndarray:
@@ -318,17 +328,7 @@ def holm(p) -> np.ndarray:
     any shape; returns the same shape. With the m non-NaN p sorted ascending, the i-th (1-based)
     gets max_{j <= i} min(1, (m - j + 1) p_(j)). NaN stays NaN and does not count towards m.
     Controls the family-wise error rate under any dependence."""
-    arr, ok = _pvalues(p)
-    out = np.full(arr.shape, np.nan)
-    vals = arr[ok]
-    m = vals.size
-    if m:
-        order = np.argsort(vals, kind="stable")
-        adj = np.minimum(np.maximum.accumulate((m - np.arange(m)) * vals[order]), 1.0)
-        res = np.empty(m)
-        res[order] = adj
-        out[ok] = res
-    return out
+    return _adjust(p, lambda s, m: np.maximum.accumulate((m - np.arange(m)) * s))
 
 
 def benjamini_hochberg(p) -> np.ndarray:
@@ -336,18 +336,7 @@ def benjamini_hochberg(p) -> np.ndarray:
     p: array-like of any shape; returns the same shape. With the m non-NaN p sorted ascending, the
     i-th gets min_{j >= i} min(1, m p_(j) / j). NaN stays NaN and does not count towards m.
     Controls the false discovery rate for independent or positively dependent tests."""
-    arr, ok = _pvalues(p)
-    out = np.full(arr.shape, np.nan)
-    vals = arr[ok]
-    m = vals.size
-    if m:
-        order = np.argsort(vals, kind="stable")
-        scaled = vals[order] * m / np.arange(1, m + 1)
-        adj = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-        res = np.empty(m)
-        res[order] = adj
-        out[ok] = res
-    return out
+    return _adjust(p, lambda s, m: np.minimum.accumulate((s * m / np.arange(1, m + 1))[::-1])[::-1])
 
 
 def nemenyi_q(k: int, *, alpha: float = 0.05) -> float:
@@ -382,19 +371,25 @@ class FriedmanResult:
     descriptive: bool
 
     def cliques(self) -> list[list]:
-        """Groups of models whose average ranks all lie within less than CD of each other: the
-        maximal runs over the sorted ranks that a CD diagram joins with a bar. Only groups of >= 2
-        models; none is contained in another."""
-        names, r = list(self.avg_ranks.index), self.avg_ranks.to_numpy()
-        groups, last_end = [], -1
-        for i in range(len(r)):
-            end = i
-            while end + 1 < len(r) and r[end + 1] - r[i] < self.cd:
-                end += 1
-            if end > i and end > last_end:     # ends never decrease, so a later run with the same end is nested
-                groups.append(names[i:end + 1])
-            last_end = max(last_end, end)
-        return groups
+        """The groups a CD diagram joins with a bar: `cliques(self.avg_ranks, self.cd)`."""
+        return cliques(self.avg_ranks, self.cd)
+
+
+def cliques(avg_ranks: pd.Series, cd: float) -> list[list]:
+    """Groups of models whose average ranks all lie within less than `cd` of each other: the maximal
+    runs over the sorted ranks that a CD diagram joins with a bar. avg_ranks: model -> average rank.
+    Only groups of >= 2 models; none is contained in another."""
+    ranks = avg_ranks.sort_values(kind="stable")
+    names, r = list(ranks.index), ranks.to_numpy(dtype=float)
+    groups, last_end = [], -1
+    for i in range(len(r)):
+        end = i
+        while end + 1 < len(r) and r[end + 1] - r[i] < cd:
+            end += 1
+        if end > i and end > last_end:     # ends never decrease, so a later run with the same end is nested
+            groups.append(names[i:end + 1])
+        last_end = max(last_end, end)
+    return groups
 
 
 def friedman_nemenyi(scores: pd.DataFrame, *, alpha: float = 0.05, higher_is_better: bool = True) -> FriedmanResult:

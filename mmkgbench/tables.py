@@ -153,7 +153,7 @@ def to_markdown(table: Table) -> str:
 def to_latex(table: Table) -> str:
     """A booktabs `table` environment: \\toprule/\\midrule/\\bottomrule, no vertical rules, a
     \\cmidrule under each column group, best \\textbf, second \\underline, std as a small `± x`,
-    markers as superscripts. Needs \\usepackage{booktabs} (and amssymb for nothing else)."""
+    markers as superscripts. Needs \\usepackage{booktabs}."""
     groups = list(dict.fromkeys(g for g, _ in table.columns))
     grouped = any(groups)
     lines = [r"\begin{table}[t]", r"\centering", r"\small",

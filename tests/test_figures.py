@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.container import BarContainer
 
-from mmkgbench.figures import (cd_diagram, cliques_from_ranks, gate_heatmap, mocme_modality_weights,
+from mmkgbench.figures import (cd_diagram, gate_heatmap, mocme_modality_weights,
                                modality_contribution, per_relation_figure, per_relation_mrr)
 from mmkgbench.plots import _pyplot, save_figure
 
@@ -243,12 +243,6 @@ RANKS = pd.Series({"E": 5.0, "B": 2.0, "A": 1.2, "D": 4.2, "C": 2.6})
 
 def thick(ax):
     return [line for line in ax.lines if line.get_linewidth() >= 3]
-
-
-def test_cliques_from_ranks():
-    assert cliques_from_ranks(RANKS, 1.5) == [["A", "B", "C"], ["D", "E"]]
-    assert cliques_from_ranks(pd.Series({"a": 1.0, "b": 2.5}), 1.5) == []      # a difference of CD is not < CD
-    assert cliques_from_ranks(pd.Series({"a": 1.0, "b": 2.0, "c": 3.0}), 5.0) == [["a", "b", "c"]]
 
 
 def test_cd_diagram_layout_cliques_and_cd_bar(tmp_path):

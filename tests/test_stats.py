@@ -410,3 +410,11 @@ def test_friedman_errors():
         friedman_nemenyi(HAND.iloc[:1])
     with pytest.raises(ValueError, match="DataFrame"):
         friedman_nemenyi(HAND.to_numpy())
+
+
+def test_cliques_of_plain_ranks_as_a_cd_diagram_draws_them():
+    from mmkgbench.stats import cliques
+    ranks = pd.Series({"E": 5.0, "B": 2.0, "A": 1.2, "D": 4.2, "C": 2.6})      # any order in, sorted inside
+    assert cliques(ranks, 1.5) == [["A", "B", "C"], ["D", "E"]]
+    assert cliques(pd.Series({"a": 1.0, "b": 2.5}), 1.5) == []                  # a difference of CD is not < CD
+    assert cliques(pd.Series({"a": 1.0, "b": 2.0, "c": 3.0}), 5.0) == [["a", "b", "c"]]
