@@ -18,9 +18,14 @@ Class attributes a model declares:
     train_defaults  training settings from the literature (keys of mmkgbench.train.TrainConfig)
     modalities      which feature modalities it reads ("*" = all the data has; () = none)
     citation        paper and reference implementation, shown by `run_bench.py list`
+    version         int, bumped whenever a change alters the model's numbers; part of every run id,
+                    so a stored run never outlives the code that produced it
+    scoring_fields  config fields that change only how a trained model scores, not how it trains
+                    (MoMoK's `decision`): cells that differ only there share one training run
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -62,12 +67,22 @@ class KGEModel(nn.Module):
     train_defaults: dict = {}
     modalities: tuple[str, ...] = ()
     citation: str = ""
+    version: int = 0               # every registered model declares its own (tests/test_models.py)
+    scoring_fields: tuple[str, ...] = ()
 
     def __init__(self, cfg, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__()
         self.cfg = cfg
         self.num_entities = inputs.num_entities
         self.num_relations = inputs.num_relations
+
+    def rescore(self, **changes) -> None:
+        """Switch how the trained model scores: `changes` are values of `scoring_fields` (the harness
+        scores several ablation rows from one checkpoint this way). Validated by rebuilding the config."""
+        bad = sorted(set(changes) - set(self.scoring_fields))
+        if bad:
+            raise ValueError(f"{type(self).__name__}: {bad} are not scoring fields; it has {list(self.scoring_fields)}")
+        self.cfg = dataclasses.replace(self.cfg, **changes)
 
     def score_hrt(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         """Scores for given tails: h, r (B,); t (B,) or (B, n) -> same shape as t."""

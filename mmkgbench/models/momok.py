@@ -196,6 +196,9 @@ class MoMoK(KGEModel):
     train_defaults = dict(regime="kvsall", optimizer="adam", lr=5e-4, batch_size=1024, label_smoothing=0.1,
                           weight_decay=0.0, lr_decay=1.0, max_epochs=2000)
     citation = "Zhang et al. 2025 (ICLR), arXiv:2405.16869; code zjukg/MoMoK"
+    version = 1                   # bump when a change alters this model's numbers (part of the run id)
+    # Rows (1.1)-(1.4) of the paper's ablation only change which decision scores: one training serves all.
+    scoring_fields = ("decision",)
 
     def __init__(self, cfg: MoMoKConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
@@ -230,6 +233,12 @@ class MoMoK(KGEModel):
         if cfg.exid:
             self.club = nn.ModuleDict({m: CLUB(self.dims[m], generator) for m in self.names})
         self._cache: tuple | None = None
+
+    def rescore(self, **changes) -> None:
+        valid = ("mean", JOINT, *self.names)
+        if changes.get("decision", "mean") not in valid:
+            raise ValueError(f"MoMoK decision {changes['decision']!r} is not one of {list(valid)} for this data")
+        super().rescore(**changes)
 
     # -- pieces -------------------------------------------------------------------------------
     def _temperature(self, r: Tensor) -> Tensor | None:
