@@ -29,7 +29,6 @@ class ComplEx(KGEModel):
 
     Config = ComplExConfig
     train_defaults = NEGATIVE_SAMPLING_DEFAULTS
-    citation = "Trouillon et al. 2016 (ICML), arXiv:1606.06357"
     version = 1                   # bump when a change alters this model's numbers (part of the run id)
 
     def __init__(self, cfg: ComplExConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

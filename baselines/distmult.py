@@ -27,7 +27,6 @@ class DistMult(KGEModel):
 
     Config = DistMultConfig
     train_defaults = NEGATIVE_SAMPLING_DEFAULTS
-    citation = "Yang et al. 2015 (ICLR), arXiv:1412.6575"
     version = 1                   # bump when a change alters this model's numbers (part of the run id)
 
     def __init__(self, cfg: DistMultConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

@@ -30,7 +30,6 @@ class PairRE(KGEModel):
 
     Config = PairREConfig
     train_defaults = NEGATIVE_SAMPLING_DEFAULTS
-    citation = "Chao et al. 2021 (ACL), arXiv:2011.03798"
     version = 1                   # bump when a change alters this model's numbers (part of the run id)
 
     def __init__(self, cfg: PairREConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

@@ -30,7 +30,6 @@ class RotatE(KGEModel):
 
     Config = RotatEConfig
     train_defaults = NEGATIVE_SAMPLING_DEFAULTS
-    citation = "Sun et al. 2019 (ICLR), arXiv:1902.10197"
     version = 1                   # bump when a change alters this model's numbers (part of the run id)
 
     def __init__(self, cfg: RotatEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

@@ -32,7 +32,6 @@ class TransE(KGEModel):
 
     Config = TransEConfig
     train_defaults = NEGATIVE_SAMPLING_DEFAULTS
-    citation = "Bordes et al. 2013 (NeurIPS 26), not on arXiv"
     version = 1                   # bump when a change alters this model's numbers (part of the run id)
 
     def __init__(self, cfg: TransEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

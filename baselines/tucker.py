@@ -35,7 +35,6 @@ class TuckER(KGEModel):
     Config = TuckERConfig
     train_defaults = dict(regime="kvsall", optimizer="adam", lr=5e-4, batch_size=128,
                           label_smoothing=0.1, lr_decay=1.0, max_epochs=500)
-    citation = "Balažević et al. 2019 (EMNLP), arXiv:1901.09590"
     version = 1                   # bump when a change alters this model's numbers (part of the run id)
 
     def __init__(self, cfg: TuckERConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

@@ -198,6 +198,7 @@ def _features(args) -> int:
 
 def cmd_list(args) -> int:
     from mmkgbench.datasets import DATASETS
+    from mmkgbench.modelinfo import MODEL_INFO
     from mmkgbench.models import MODELS
     from mmkgbench.run import GRID_DIR
     from mmkgbench.scenarios import SCENARIOS
@@ -205,7 +206,7 @@ def cmd_list(args) -> int:
     for key, cls in MODELS.items():
         cfg = ", ".join(f"{f.name}={f.default!r}" for f in fields(cls.Config))
         regime = cls.train_defaults.get("regime", "kvsall")
-        print(f"  {key:<10} {cls.__name__:<9} [{regime}] {cls.citation}\n             {cfg}")
+        print(f"  {key:<10} {cls.__name__:<9} [{regime}] {MODEL_INFO[key].citation}\n             {cfg}")
     print("scenarios (level = " + "; ".join(f"{k}: {sc.level_label}" for k, sc in SCENARIOS.items() if k != "clean")
           + "):")
     for key, sc in SCENARIOS.items():

@@ -13,11 +13,11 @@ The contract (checked for every registry entry by tests/test_models.py):
 * Models never choose a device or touch the global RNG: parameters are initialised from the
   `torch.Generator` passed in, on the CPU; the runner moves the module.
 
-Class attributes a model declares:
+Class attributes a model declares (its display name and citation live in mmkgbench.modelinfo, which
+`report` reads without importing torch):
     Config          its frozen config dataclass (model hyper-parameters only)
     train_defaults  training settings from the literature (keys of mmkgbench.train.TrainConfig)
     modalities      which feature modalities it reads ("*" = all the data has; () = none)
-    citation        paper and reference implementation, shown by `run_bench.py list`
     version         int, bumped whenever a change alters the model's numbers; part of every run id,
                     so a stored run never outlives the code that produced it
     scoring_fields  config fields that change only how a trained model scores, not how it trains
@@ -66,7 +66,6 @@ class KGEModel(nn.Module):
     Config: type = None
     train_defaults: dict = {}
     modalities: tuple[str, ...] = ()
-    citation: str = ""
     version: int = 0               # every registered model declares its own (tests/test_models.py)
     scoring_fields: tuple[str, ...] = ()
 

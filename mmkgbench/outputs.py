@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmkgbench.report import _model_order, main_tables, protocol_tables, summarise
+from mmkgbench.modelinfo import model_order
+from mmkgbench.report import main_tables, protocol_tables, summarise
 from mmkgbench.results import load_interpretation, load_per_query, write_text_atomic
 from mmkgbench.tables import to_latex, to_markdown
 
@@ -70,7 +71,7 @@ def cd_scores(rows: pd.DataFrame, *, split: str = "test", metric: str = "mrr") -
         summ = summ.assign(block=summ["dataset"] + ": " + summ["scenario"] + " " + summ["level"].map("{:g}".format))
         wide = summ.pivot_table(index="block", columns="model", values="mean", aggfunc="first")
         kind = "scenario cells of one data set"
-    models = _model_order(wide.columns)
+    models = model_order(wide.columns)
     wide = wide[models].dropna(axis=0, how="any")
     return wide, kind
 
@@ -89,7 +90,7 @@ def write_report(rows: pd.DataFrame, root, *, formats=("md", "tex", "png"), refe
     models = set(rows["model"])
     if reference is not None and reference not in models:
         raise ValueError(f"reference model {reference!r} has no stored runs here; models present: "
-                         f"{', '.join(_model_order(models))}")
+                         f"{', '.join(model_order(models))}")
     reference = reference or default_reference(rows)
 
     summ = summarise(rows, split=split)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmkgbench.report import _model_order
+from mmkgbench.modelinfo import model_order
 from mmkgbench.robustness import curve_frame, level_label
 from mmkgbench.tables import LABELS
 
@@ -62,7 +62,7 @@ def robustness_figure(block: pd.DataFrame, *, xlabel: str, metric: str = "mrr", 
     plt = _pyplot()
     protocol, dataset, scenario = block.iloc[0][["protocol", "dataset", "scenario"]]
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
-    for model in _model_order(block["model"].unique()):
+    for model in model_order(block["model"].unique()):
         pts = block[block["model"] == model].groupby("level")["value"]
         mean, std, n = pts.mean() * scale, pts.std(ddof=1) * scale, pts.count()
         line, = ax.plot(mean.index, mean.values, marker="o", markersize=3.5, label=model)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mmkgbench.models import MODELS
+from mmkgbench.modelinfo import model_order
 from mmkgbench.tables import HIGHLIGHT, Table, build_table, to_markdown
 
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
@@ -45,12 +45,6 @@ def summarise(rows: pd.DataFrame, *, split: str = "test", side: str = "both", me
     return out.reset_index()
 
 
-def _model_order(names) -> list[str]:
-    """Registry order first (deterministic tables), then anything else alphabetically."""
-    reg = [m for m in MODELS if m in set(names)]
-    return reg + sorted(set(names) - set(reg))
-
-
 def markdown_table(rows: pd.DataFrame, *, split: str = "test", metrics=METRICS, decimals: int = 2) -> str:
     """The results tables (see `main_tables`, without significance markers) as GitHub Markdown."""
     tables = main_tables(rows, split=split, metrics=metrics, decimals=decimals)
@@ -72,7 +66,7 @@ def main_tables(rows: pd.DataFrame, sig: pd.DataFrame | None = None, *, referenc
         if s is not None and not s.empty:
             hit = s[s["p_holm"] < alpha].set_index(["dataset", "model", "metric"]).index
             block["marker"] = [MARK if k in hit else "" for k in zip(block["dataset"], block["model"], block["metric"])]
-        models = _model_order(block["model"].unique())
+        models = model_order(block["model"].unique())
         block["row"] = pd.Categorical(block["model"], models, ordered=True)
         block["metric_pos"] = block["metric"].map({m: i for i, m in enumerate(metrics)})
         block = block.sort_values(["row", "dataset", "metric_pos"], kind="stable")
@@ -138,7 +132,7 @@ def protocol_tables(rows: pd.DataFrame, *, metrics=METRICS, split: str = "test",
     tables = []
     for (dataset, scenario, level), block in pf.groupby(["dataset", "scenario", "level"], sort=True):
         parts = []
-        for model in _model_order(block["model"].unique()):
+        for model in model_order(block["model"].unique()):
             b = block[block["model"] == model].set_index("metric").reindex([m for m in metrics if m in
                                                                             set(block["metric"])])
             for kind, label in (("harness", "harness (valid-selected)"), ("reference", "reference code protocol"),

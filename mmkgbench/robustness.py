@@ -90,7 +90,7 @@ def robustness_tables(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "
     per scenario the metric at each level (level 0 = clean) and its rel. AUC: mmkgbench.tables.Table
     objects (Markdown and LaTeX from the same cells). The metric is x100, rel. AUC a fraction with
     3 decimals (mean ± std over seeds in the summary). Empty when no perturbed scenario is stored."""
-    from mmkgbench.report import _model_order
+    from mmkgbench.modelinfo import model_order
     from mmkgbench.tables import HIGHLIGHT, build_table
     curves = curve_frame(rows, metric=metric, split=split)
     if curves.empty:
@@ -99,7 +99,7 @@ def robustness_tables(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "
     name = LABELS.get(metric, metric)
     tables = []
     for (protocol, dataset), block in auc.groupby(["protocol", "dataset"], sort=True):
-        models = _model_order(block["model"].unique())
+        models = model_order(block["model"].unique())
         scen = list(dict.fromkeys(block["scenario"]))
         pts = curves[(curves["protocol"] == protocol) & (curves["dataset"] == dataset)]
         clean = pts[pts["level"] == 0].groupby("model")["clean"].mean()
@@ -122,7 +122,7 @@ def robustness_tables(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "
             auc_sc = block[block["scenario"] == sc].set_index("model")["rel_auc"]
             lvls = sorted(mean.index.get_level_values("level").unique())
             cells = []
-            for m in _model_order(mean.index.get_level_values("model").unique()):
+            for m in model_order(mean.index.get_level_values("model").unique()):
                 cells += [{"row": m, "group": "", "metric": f"{lv:g}", "value": mean.get((m, lv), np.nan)}
                           for lv in lvls]
                 cells.append({"row": m, "group": "", "metric": "rel. AUC", "value": auc_sc.get(m, np.nan)})

@@ -23,7 +23,8 @@ import pandas as pd
 
 from mmkgbench import stats
 # TABLE_KEYS: one printed results table (report.main_tables), the family Holm corrects over
-from mmkgbench.report import METRICS, TABLE_KEYS, _model_order
+from mmkgbench.modelinfo import model_order
+from mmkgbench.report import METRICS, TABLE_KEYS
 
 
 def query_scores(per_query: pd.DataFrame, metric: str, split: str = "test") -> pd.Series:
@@ -81,7 +82,7 @@ def compare_to_reference(rows: pd.DataFrame, load_per_query: Callable[[str], pd.
         ref = cell[cell["model"] == reference].sort_values("seed")
         if ref.empty:
             continue
-        for model in _model_order(cell["model"].unique()):
+        for model in model_order(cell["model"].unique()):
             if model == reference:
                 continue
             mine = cell[cell["model"] == model].sort_values("seed")

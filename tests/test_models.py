@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mmkgbench.model import KGEModel, ModelInputs
+from mmkgbench.modelinfo import MODEL_INFO
 from mmkgbench.models import MODELS, get_model
 from mmkgbench.train import TrainConfig, train
 
@@ -33,7 +34,10 @@ def test_registry_entry_is_well_formed(name):
     cls = MODELS[name]
     assert issubclass(cls, KGEModel)
     assert dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen
-    assert cls.citation and cls.__doc__ and "(B, E)" in (cls.score_t.__doc__ or cls.__doc__)
+    assert cls.__doc__ and "(B, E)" in (cls.score_t.__doc__ or cls.__doc__)
+    # its own version (part of the run id), a positive int; scoring fields are fields of its config
+    assert isinstance(cls.__dict__.get("version"), int) and cls.version >= 1
+    assert set(cls.scoring_fields) <= {f.name for f in dataclasses.fields(cls.Config)}
     TrainConfig(**cls.train_defaults)          # defaults are valid training settings
     assert get_model(name.upper()) is cls
 
@@ -80,3 +84,9 @@ def test_training_lowers_the_loss(name, regime, tiny):
     losses = [row["loss"] for row in res.history]
     assert np.isfinite(losses).all()
     assert min(losses[-3:]) < losses[0], losses
+
+
+def test_light_registry_lists_every_model_in_registry_order():
+    # the report's display order and citations (no torch) and the classes must never drift apart
+    assert list(MODEL_INFO) == list(MODELS)
+    assert all(info.name and info.citation for info in MODEL_INFO.values())

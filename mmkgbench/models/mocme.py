@@ -121,7 +121,6 @@ class MoCME(KGEModel):
     Config = MoCMEConfig
     modalities = ("*",)
     train_defaults = {**NEGATIVE_SAMPLING_DEFAULTS, "max_epochs": 1000}
-    citation = "Li 2025, arXiv:2507.20620 (no public code; methods.md §2.3 readings)"
     version = 1                   # bump when a change alters this model's numbers (part of the run id)
 
     def __init__(self, cfg: MoCMEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):

@@ -195,7 +195,6 @@ class MoMoK(KGEModel):
     modalities = ("*",)
     train_defaults = dict(regime="kvsall", optimizer="adam", lr=5e-4, batch_size=1024, label_smoothing=0.1,
                           weight_decay=0.0, lr_decay=1.0, max_epochs=2000)
-    citation = "Zhang et al. 2025 (ICLR), arXiv:2405.16869; code zjukg/MoMoK"
     version = 1                   # bump when a change alters this model's numbers (part of the run id)
     # Rows (1.1)-(1.4) of the paper's ablation only change which decision scores: one training serves all.
     scoring_fields = ("decision",)
