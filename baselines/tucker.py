@@ -5,6 +5,9 @@ The recipe of the paper's code (methods.md §1.5/§3.1): x = Dropout_0.3(BN0(e_h
 W_r = reshape(w_r W) of shape (d_e, d_e), Dropout_0.4(W_r); y = Dropout_0.5(BN1(x W_r));
 scores y . e_t for every candidate. We return logits; the sigmoid belongs to the BCE loss
 (anchors.md §7.2). Reference implementation read for conventions: ibalazevic/TuckER.
+The layer up to y is `mmkgbench.layers.TuckERDecision`, shared with MoMoK's decisions: w_r W is
+computed once per distinct relation of a batch, and the masked contraction runs in cache-sized
+chunks (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mmkgbench.layers import TuckERDecision
 from mmkgbench.model import KGEModel, ModelInputs, init_
 
 
@@ -35,31 +39,27 @@ class TuckER(KGEModel):
     Config = TuckERConfig
     train_defaults = dict(regime="kvsall", optimizer="adam", lr=5e-4, batch_size=128,
                           label_smoothing=0.1, lr_decay=1.0, max_epochs=500)
-    version = 1                   # bump when a change alters this model's numbers (part of the run id)
+    # bump when a change alters this model's numbers (part of the run id). 2: the shared TuckER layer,
+    # whose dropout masks come from layers.drop_mask (other draws, p at 16-bit resolution) instead of
+    # nn.Dropout, and w_r W is computed per distinct relation (eval scores equal up to float rounding).
+    version = 2
 
     def __init__(self, cfg: TuckERConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
         d_e, d_r = cfg.entity_dim, cfg.relation_dim
         self.entity = nn.Parameter(torch.empty(inputs.num_entities, d_e))
         self.relation = nn.Parameter(torch.empty(inputs.num_relations, d_r))
-        self.core = nn.Parameter(torch.empty(d_r, d_e, d_e))
         init_(self.entity, "xavier_normal", generator)
         init_(self.relation, "xavier_normal", generator)
-        init_(self.core, "uniform", generator, a=-1.0, b=1.0)   # uniform(-1, 1) as in the original
-        self.bn0 = nn.BatchNorm1d(d_e)
-        self.bn1 = nn.BatchNorm1d(d_e)
-        self.input_dropout = nn.Dropout(cfg.input_dropout)
-        self.hidden_dropout1 = nn.Dropout(cfg.hidden_dropout1)
-        self.hidden_dropout2 = nn.Dropout(cfg.hidden_dropout2)
+        # Core (d_r, d_e, d_e) uniform(-1, 1) as in the original code, drawn after the two tables.
+        self.decision = TuckERDecision(d_e, d_r, input_dropout=cfg.input_dropout,
+                                       hidden_dropout=cfg.hidden_dropout1, output_dropout=cfg.hidden_dropout2,
+                                       core_init="uniform", generator=generator)
 
     def _query(self, h: Tensor, r: Tensor) -> Tensor:
         """The contracted query W x_1 w_r x_2 e_h after BN1 and dropout: (B, d_e)."""
-        d_e = self.cfg.entity_dim
-        x = self.input_dropout(self.bn0(self.entity[h]))               # (B, d_e)
-        # Core slice per query; materialised (B, d_e, d_e) because dropout acts on it.
-        w_r = (self.relation[r] @ self.core.reshape(self.cfg.relation_dim, -1)).reshape(-1, d_e, d_e)
-        y = torch.bmm(x[:, None], self.hidden_dropout1(w_r))[:, 0]     # (B, d_e): sum_i x_i W_r[i, :]
-        return self.hidden_dropout2(self.bn1(y))
+        distinct, index = torch.unique(r, return_inverse=True)
+        return self.decision(self.entity[h], self.relation[distinct], index)
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
         return self._query(h, r) @ self.entity.t()

@@ -18,32 +18,27 @@ import argparse
 import sys
 from dataclasses import fields
 
-def _grid_run_ids(grid, log=None) -> set[str]:
-    from mmkgbench.datasets import load_dataset
-    from mmkgbench.run import resolve, run_id_of
-    cache, ids = {}, set()
-    for cell in grid.cells:
-        key = repr(cell.dataset)
-        if key not in cache:
-            cache[key] = load_dataset(cell.dataset_spec, base=grid.path.parent if grid.path else None)
-        ids.add(run_id_of(resolve(cell, cache[key])))
-    return ids
-
 
 def cmd_run(args) -> int:
-    from mmkgbench.run import load_grid, pick_device, run_grid
+    from mmkgbench.grid import load_grid
+    from mmkgbench.runner import pick_device, run_grid
     grid = load_grid(args.grid, sets=args.set or [], protocol=args.protocol)
     device = pick_device(args.device)
     print(f"grid {grid.name}: {len(grid.cells)} runs on {device}; results in {args.results}/")
     if grid.skipped:
         print(grid.skipped_note())
     if args.dry_run:
+        from mmkgbench.runner import GridPlan
         for c in grid.cells:
             print("  " + c.label())
+        plan = GridPlan(grid, fetch_missing=args.fetch, mirror=args.mirror)
+        print(f"{len(plan.runs)} distinct runs from {plan.trainings} trainings (cells that differ only in how a "
+              "trained model scores share one)")
         return 0
     out = run_grid(grid, args.results, device=device, progress=not args.no_progress,
                    fetch_missing=args.fetch, mirror=args.mirror)
-    print(f"\n{len(out['done'])} run(s) done, {len(out['skipped'])} already stored, {len(out['failed'])} failed")
+    print(f"\n{len(out['done'])} run(s) done from {out['trainings']} training(s), {len(out['skipped'])} already "
+          f"stored, {len(out['failed'])} failed")
     for label, err in out["failed"]:
         print(f"  FAILED {label}: {err}")
     if args.report:
@@ -59,9 +54,11 @@ def cmd_report(args) -> int:
     formats = parse_formats(getattr(args, "format", None) or "md,tex,png")
     grid = getattr(args, "grid_filter", None)
     if grid is None and getattr(args, "grid", None):
-        from mmkgbench.run import load_grid
+        from mmkgbench.grid import load_grid
         grid = load_grid(args.grid, protocol=getattr(args, "protocol", None))
-    rows = load_rows(args.results, run_ids=_grid_run_ids(grid) if grid is not None else None)
+    if grid is not None:
+        from mmkgbench.runner import grid_run_ids
+    rows = load_rows(args.results, run_ids=grid_run_ids(grid) if grid is not None else None)
     if rows.empty:
         print(f"no stored results under {args.results}/" + (f" for grid {grid.name}" if grid else ""))
         return 1
@@ -79,15 +76,36 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    """prune --stale: move stored runs made by other model, scenario or protocol versions than the
+    current code's into results/stale/ (after a `git pull` that bumped a version)."""
+    from mmkgbench.resolve import stale_reasons
+    from mmkgbench.results import load_config, move_aside, runs_dir
+    if not args.stale:
+        raise ValueError("prune needs --stale (move runs whose versions are not the current code's aside)")
+    moved = 0
+    folder = runs_dir(args.results)
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.name.startswith(".") or not (path / "config.json").is_file():
+            continue
+        reasons = stale_reasons(load_config(args.results, path.name).get("config", {}))
+        if reasons:
+            moved += 1
+            where = path.name if args.dry_run else move_aside(args.results, path.name, "stale")
+            print(f"{'would move' if args.dry_run else 'moved'} {path.name}: {'; '.join(reasons)} -> {where}")
+    print(f"{moved} stale run(s)" + (" (dry run: nothing moved)" if args.dry_run else ""))
+    return 0
+
+
 def cmd_perturb(args) -> int:
     """Show (and optionally save) exactly what a scenario does to a data set for one seed."""
     import numpy as np
 
-    from mmkgbench.run import _parse_set
+    from mmkgbench.grid import parse_set
     from mmkgbench.scenarios import apply, check_options, perturbation
     options = {}
     for item in args.option or []:
-        _, key, value = _parse_set(f"option.{item}")
+        _, key, value = parse_set(f"option.{item}")
         options[key] = value
     data = _load_named(args.dataset, args)
     options = check_options(args.scenario, options)
@@ -200,7 +218,7 @@ def cmd_list(args) -> int:
     from mmkgbench.datasets import DATASETS
     from mmkgbench.modelinfo import MODEL_INFO
     from mmkgbench.models import MODELS
-    from mmkgbench.run import GRID_DIR
+    from mmkgbench.grid import GRID_DIR
     from mmkgbench.scenarios import SCENARIOS
     print("models:")
     for key, cls in MODELS.items():
@@ -270,6 +288,10 @@ def main(argv=None) -> int:
                        help="with --grid: the protocol the grid was run under (default: the grid's)")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])
     sub.add_parser("list", help="registered models, scenarios, data sets and grids")
+    p_prune = sub.add_parser("prune", help="move stored runs of other model/scenario/protocol versions aside")
+    p_prune.add_argument("--stale", action="store_true", help="runs whose versions are not the current code's "
+                                                                "go to results/stale/")
+    p_prune.add_argument("--dry-run", action="store_true", help="only list them")
     p_pert = sub.add_parser("perturb", help="show what a scenario does to a data set (nothing is trained)")
     p_pert.add_argument("dataset", help="a synthetic name, a benchmark (DB15K ...) or a folder")
     p_pert.add_argument("scenario", help="a registered scenario (see `list`)")
@@ -300,7 +322,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(["--results", args.results, "run"])
     try:
         return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_data,
-                "perturb": cmd_perturb}[args.cmd](args)
+                "perturb": cmd_perturb, "prune": cmd_prune}[args.cmd](args)
     except (ValueError, KeyError, FileNotFoundError, FetchError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {msg}", file=sys.stderr)

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from mmkgbench import catalog
-from mmkgbench.audit import SPLIT_POLICIES, clean_splits
+from mmkgbench.audit import SPLIT_POLICIES, apply_split_policy, split_label
 from mmkgbench.data import MMKG, DataError
 from mmkgbench.features import FEATURE_TRANSFORMS
 from mmkgbench.loaders import load_folder, load_momok
@@ -72,7 +72,8 @@ def dataset_label(spec) -> str:
     if isinstance(spec, dict):
         base = spec.get("name") or ((catalog.get_benchmark(spec["benchmark"]).name if "benchmark" in spec
                                      else Path(spec["path"]).name) + feature_suffix(spec))
-        return f"{base}[clean]" if spec.get("splits") == "clean" else base
+        splits = spec.get("splits", "as_published")
+        return split_label(base, splits) if splits in SPLIT_POLICIES else base   # load_dataset rejects the rest
     key = normalise(str(spec))
     if key in DATASETS:
         return key
@@ -137,9 +138,11 @@ def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False,
 
     A table may hold `benchmark` (a catalog name) or `path`, plus `name`, `layout`, `features` (a
     folder, or modality -> source: see `add_features`), `transform` ("none", "l2" or "momok":
-    `mmkgbench.features.FEATURE_TRANSFORMS`, applied after all features are read) and `splits`:
-    "as_published" (default) or "clean" (duplicates and leaked triples removed from valid/test,
-    `mmkgbench.audit.clean_splits`; the name gets "[clean]").
+    `mmkgbench.features.FEATURE_TRANSFORMS`, applied after all features are read) and `splits`
+    (`mmkgbench.audit.SPLIT_POLICIES`): "as_published" (default), "clean" (duplicates and leaked
+    triples removed from valid and test, `mmkgbench.audit.clean_splits`; the name gets "[clean]") or
+    "clean-valid" (from valid only, test as published, `mmkgbench.audit.clean_valid`; the name gets
+    "[clean-valid]").
     """
     if isinstance(spec, str) and normalise(spec) in DATASETS:
         return DATASETS[normalise(spec)]()
@@ -153,7 +156,8 @@ def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False,
         raise ValueError(f"data set table {spec!r}: unknown keys {sorted(unknown)} (valid: {', '.join(TABLE_KEYS)})")
     splits = spec.get("splits", "as_published")
     if splits not in SPLIT_POLICIES:
-        raise ValueError(f"data set table {spec!r}: splits must be one of {SPLIT_POLICIES}, got {splits!r}")
+        raise ValueError(f"data set table {spec!r}: splits must be one of {', '.join(SPLIT_POLICIES)}, "
+                         f"got {splits!r}")
 
     def resolve(p):
         p = Path(p).expanduser()
@@ -178,4 +182,4 @@ def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False,
         data = FEATURE_TRANSFORMS[transform](data)
     # The name goes into every result row: an explicit `name`, else the source plus the features.
     data = data.replace(name=spec.get("name") or data.name + feature_suffix(spec, resolve))
-    return clean_splits(data) if splits == "clean" else data
+    return apply_split_policy(data, splits)

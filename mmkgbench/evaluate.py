@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 
 from mmkgbench.ranking import KnownAnswers, filtered_ranks, metrics
+# TIE_POLICIES: tie rule -> the rank column its metrics read (None for "expected"), torch-free for the report
+from mmkgbench.ties import TIE_POLICIES, expected_metrics
 
 # Above this many score entries (queries x entities) the fused counting kernel pays for its
 # compilation (a few seconds once per process; docs/performance.md).
@@ -47,11 +49,6 @@ class EvalResult:
 
 
 QUERY_COLUMNS = ["query_id", "h", "r", "t", "side", "rank_opt", "rank_pess", "rank_real", "rank_rand", "n_cand"]
-# tie policy -> per-query column the metrics are computed from. "random" is MoMoK's evaluation: the
-# target is put at a uniformly random place among the candidates that tie with it (methods.md §1.8);
-# its expectation is the realistic rank, which is why the harness reports that one.
-TIE_POLICIES = {"realistic": "rank_real", "optimistic": "rank_opt", "pessimistic": "rank_pess",
-                "random": "rank_rand"}
 
 
 def random_tie_ranks(opt: np.ndarray, pess: np.ndarray, seed: int) -> np.ndarray:
@@ -88,7 +85,7 @@ def evaluate(model, triples: np.ndarray, known: KnownAnswers, *, num_relations: 
     seed: for the random tie-breaking column rank_rand (always logged; metrics use it only
     under cfg.tie = "random").
     Returns per-query ranks and metrics for sides "both", "tail" and "head", from the rank
-    column `cfg.tie` names.
+    column `cfg.tie` names (under "expected": exact expectations from rank_opt and rank_pess).
     """
     triples = np.asarray(triples, dtype=np.int64)
     if len(triples) == 0:
@@ -129,8 +126,10 @@ def evaluate(model, triples: np.ndarray, known: KnownAnswers, *, num_relations: 
         "rank_opt": opt, "rank_pess": pess, "rank_real": real, "rank_rand": rand,
         "n_cand": n_cand,
     }, columns=QUERY_COLUMNS)
-    used = per_query[TIE_POLICIES[cfg.tie]].to_numpy(dtype=np.float64)
-    result = {"both": metrics(used, cfg.hits_at),
-              "tail": metrics(used[side == 0], cfg.hits_at),
-              "head": metrics(used[side == 1], cfg.hits_at)}
+    col = TIE_POLICIES[cfg.tie]
+    used = None if col is None else per_query[col].to_numpy(dtype=np.float64)
+    result = {}
+    for name, sel in (("both", slice(None)), ("tail", side == 0), ("head", side == 1)):
+        result[name] = expected_metrics(opt[sel], pess[sel], cfg.hits_at) if used is None else \
+            metrics(used[sel], cfg.hits_at)
     return EvalResult(per_query=per_query, metrics=result)

@@ -1,5 +1,6 @@
-"""Analysis figures: per-relation comparison of two runs, MoMoK's expert gates and modality
-contributions, MoCME's modality weights, and critical-difference diagrams.
+"""Analysis figures: per-relation comparison of two runs, the views a model declares over its own
+interpretation tables (heatmaps, bars), and critical-difference diagrams. Nothing here knows a model:
+a model's name reaches a figure only through the title its caller gives.
 
 Each figure function is a pure function of a tidy frame (or plain values) and returns a matplotlib
 Figure; the caller saves it with `mmkgbench.plots.save_figure` and closes it.
@@ -11,25 +12,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from mmkgbench.plots import _pyplot
+from mmkgbench.plots import pyplot
 from mmkgbench.stats import cliques as groups_within
-
-STRUCTURE, JOINT = "structure", "joint"      # the names MoMoK / MoCME give these modalities
-
 
 def _require(frame: pd.DataFrame, columns, what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} lacks column(s) {', '.join(missing)} (has {', '.join(map(str, frame.columns))})")
-
-
-def _modality_order(names) -> list[str]:
-    """structure first, then the feature modalities alphabetically, the joint decision last (the
-    models' own order: `self.names = [structure] + sorted(features)`, then joint)."""
-    names = set(names)
-    head = [STRUCTURE] if STRUCTURE in names else []
-    tail = [JOINT] if JOINT in names else []
-    return head + sorted(names - {STRUCTURE, JOINT}) + tail
 
 
 def _relation_label(r: int, relation_names) -> str:
@@ -100,7 +89,7 @@ def per_relation_figure(frame: pd.DataFrame, *, names, metric_label: str = "MRR 
     frame: `per_relation_mrr` output (relation, label, queries, mrr_a, mrr_b). Bars of names[0] are
     mrr_a ×100, of names[1] mrr_b ×100; tick labels "<label> (n=<queries>)"; at most `top` relations.
     """
-    plt = _pyplot()
+    plt = pyplot()
     _require(frame, ["relation", "label", "queries", "mrr_a", "mrr_b"], "per-relation frame")
     rows = frame.sort_values(["queries", "relation"], ascending=[False, True])
     if top is not None:
@@ -122,138 +111,272 @@ def per_relation_figure(frame: pd.DataFrame, *, names, metric_label: str = "MRR 
     return fig
 
 
-# -- 2. MoMoK expert gates ---------------------------------------------------------------------
-def gate_heatmap(expert_gates: pd.DataFrame, *, relation_names=None, direction: str = "tail",
-                 max_relations: int | None = 40, title: str | None = None):
-    """MoMoK's expert-gate heatmap: mean gate weight per relation (rows) and modality × expert (columns).
+# -- 2. interpretation views: what a model declares about its own tables ----------------------
+KINDS = ("heatmap", "bars")
+RUNS = ("clean", "all")        # the lowest-seed clean run per data set | every run, per scenario cell
+_REQUIRED = {"heatmap": ("table", "kind", "value", "index", "columns"), "bars": ("table", "kind", "value", "x")}
+_OPTIONAL = {"heatmap": ("labels", "max_rows"), "bars": ()}
+_COMMON = ("runs", "where", "order", "range", "title", "value_label")
+RUN_COLUMNS = ("scenario", "level", "seed")     # what the report adds to each run's table for runs = "all"
 
-    expert_gates: `MoMoK.interpretation(...)["expert_gates"]` (relation, modality, expert, weight,
-    queries, direction): the mean softmax gate of each modality's experts over the queries of a
-    relation and direction. direction "tail" / "head" keeps those rows; "both" averages the two
-    directions weighted by their query counts. Rows: the `max_relations` relations with the most
-    queries, most first; columns grouped by modality (structure first), separated by white lines.
+
+def check_view(view: dict, columns=None, *, name: str = "view", where: str = "") -> dict:
+    """The view with its defaults filled in; ValueError naming `where` (e.g. the run folder) and the
+    view `name` on a bad one.
+
+    view: one entry of a model's `interpretation_views` (keys documented at
+    mmkgbench.model.KGEModel.interpretation_views). columns: the stored table's columns; when given,
+    every column the view reads (value, index, columns, x, where) must be among them.
+    Defaults: runs "clean", where {}, order None (ascending), range None (the data's), title = the name
+    with spaces, value_label "mean <value>", labels None, max_rows 40.
     """
-    plt = _pyplot()
-    _require(expert_gates, ["relation", "modality", "expert", "weight", "queries", "direction"], "expert_gates")
-    if direction not in ("tail", "head", "both"):
-        raise ValueError(f"direction must be 'tail', 'head' or 'both', not {direction!r}")
-    sel = expert_gates if direction == "both" else expert_gates[expert_gates["direction"] == direction]
+    at = f"{where}: " if where else ""
+    bad = lambda msg: ValueError(f"{at}interpretation view {name!r}: {msg}")
+    if not isinstance(view, dict):
+        raise bad(f"must be a dict, not {type(view).__name__}")
+    kind = view.get("kind")
+    if kind not in KINDS:
+        raise bad(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+    missing = [k for k in _REQUIRED[kind] if k not in view]
+    if missing:
+        raise bad(f"a {kind} needs {', '.join(missing)}")
+    unknown = sorted(set(view) - set(_REQUIRED[kind]) - set(_OPTIONAL[kind]) - set(_COMMON))
+    if unknown:
+        raise bad(f"unknown key(s) {', '.join(unknown)} for a {kind}; valid: "
+                  f"{', '.join(_REQUIRED[kind] + _OPTIONAL[kind] + _COMMON)}")
+    out = {"runs": "clean", "where": {}, "order": None, "range": None, "title": name.replace("_", " "),
+           "value_label": f"mean {view['value']}", **view}
+    if out["runs"] not in RUNS:
+        raise bad(f"runs must be one of {', '.join(RUNS)}, not {out['runs']!r}")
+    if kind == "heatmap":
+        out = {"labels": None, "max_rows": 40, **out}
+        cols = out["columns"]
+        out["columns"] = [cols] if isinstance(cols, str) else list(cols)
+        if not out["columns"] or not all(isinstance(c, str) for c in out["columns"]):
+            raise bad(f"columns must be a column name or a non-empty list of them, not {cols!r}")
+        if out["runs"] != "clean":
+            raise bad(f"a heatmap draws one run: runs must be 'clean', not {out['runs']!r}")
+        if out["max_rows"] is not None and not (isinstance(out["max_rows"], int) and out["max_rows"] > 0):
+            raise bad(f"max_rows must be a positive int or null, not {out['max_rows']!r}")
+    if not isinstance(out["where"], dict):
+        raise bad(f"where must map columns to a value or a list of values, not {out['where']!r}")
+    rng = out["range"]
+    if rng is not None and not (isinstance(rng, (list, tuple)) and len(rng) == 2 and rng[0] < rng[1]):
+        raise bad(f"range must be [lo, hi] with lo < hi, not {rng!r}")
+    if out["order"] is not None and not isinstance(out["order"], (list, tuple)):
+        raise bad(f"order must be a list of values ('*' for the others), not {out['order']!r}")
+    if columns is not None:
+        need = [out["value"], *([out["index"], *out["columns"]] if kind == "heatmap" else [out["x"]]),
+                *out["where"]]
+        absent = [c for c in dict.fromkeys(need) if c not in set(columns)]
+        if absent:
+            raise bad(f"table {out['table']!r} lacks column(s) {', '.join(map(str, absent))} "
+                      f"(has {', '.join(map(str, columns))})")
+    return out
+
+
+def _name(view) -> str:
+    """What to call a view handed over without its name (errors, default title): its table's name."""
+    return view["table"] if isinstance(view, dict) and isinstance(view.get("table"), str) else "view"
+
+
+def _ordered(values, order=None) -> list:
+    """Distinct `values` in `order` ("*" = the values not listed, ascending; listed values that are
+    absent are skipped; without "*" the others follow), else ascending."""
+    values = list(dict.fromkeys(values))
+    try:
+        rest = sorted(v for v in values if order is None or v not in order)
+    except TypeError:                         # mixed types: a stable order all the same
+        rest = sorted((v for v in values if order is None or v not in order), key=str)
+    if order is None:
+        return rest
+    out = []
+    for o in order:
+        out += rest if o == "*" else [o] if o in values else []
+    return out + ([] if "*" in order else rest)
+
+
+def _mean(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+    """Per group of `keys` (sorted): the mean of `value`, weighted by `queries` where the frame has
+    that column (then also the summed queries)."""
+    if "queries" not in frame.columns:
+        return frame.groupby(keys, sort=True)[value].mean().reset_index()
+    return _weighted_mean(frame, keys, value)
+
+
+def _selected(frame: pd.DataFrame, view: dict) -> pd.DataFrame:
+    keep = np.ones(len(frame), dtype=bool)
+    for col, want in view["where"].items():
+        keep &= frame[col].isin(want if isinstance(want, (list, tuple)) else [want]).to_numpy()
+    sel = frame[keep]
     if sel.empty:
-        raise ValueError(f"expert_gates has no rows for direction {direction!r}")
-    cells = _weighted_mean(sel, ["relation", "modality", "expert"], "weight")
-    # every query of a relation passes every gate: one query count per relation
-    counts = cells.groupby("relation")["queries"].max().reset_index()
-    counts = counts.sort_values(["queries", "relation"], ascending=[False, True])
-    if max_relations is not None:
-        counts = counts.head(max_relations)
-    modalities = _modality_order(cells["modality"].unique())
-    columns = [(m, int(k)) for m in modalities for k in sorted(cells.loc[cells["modality"] == m, "expert"].unique())]
-    grid = cells.set_index(["relation", "modality", "expert"])["weight"]
-    matrix = np.full((len(counts), len(columns)), np.nan)
-    for i, rel in enumerate(counts["relation"]):
-        for j, (m, k) in enumerate(columns):
-            matrix[i, j] = grid.get((rel, m, k), np.nan)
-    fig, ax = plt.subplots(figsize=(1.6 + 0.38 * len(columns), max(2.2, 0.26 * len(counts) + 1.4)))
-    im = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis",
-                   interpolation="nearest")
-    ax.set_xticks(np.arange(len(columns)), [f"{m} e{k}" for m, k in columns], rotation=90, fontsize=7)
-    ax.set_yticks(np.arange(len(counts)),
-                  [f"{_relation_label(int(r), relation_names)} (n={int(q)})"
-                   for r, q in zip(counts["relation"], counts["queries"])], fontsize=7)
-    edges = np.cumsum([sum(1 for c in columns if c[0] == m) for m in modalities])[:-1]
-    for x in edges:
-        ax.axvline(x - 0.5, color="white", linewidth=2)
-    ax.set_xlabel("modality × expert")
-    ax.set_ylabel("relation (queries)")
-    ax.set_title(title if title is not None else f"MoMoK expert gates ({direction} queries)", fontsize=10)
-    cbar = fig.colorbar(im, ax=ax)
-    cbar.set_label("mean gate weight")
-    return fig
+        raise ValueError(f"no rows of table {view['table']!r} match where={view['where']} "
+                         f"(of {len(frame)} rows)")
+    return sel
 
 
-# -- 3. MoMoK modality contributions -----------------------------------------------------------
-def modality_contribution(fusion_weights: pd.DataFrame | None = None,
-                          decision_probability: pd.DataFrame | None = None, *, title: str | None = None):
-    """MoMoK's modality contributions, one panel per frame given.
-
-    fusion_weights: `MoMoK.interpretation(...)["fusion_weights"]` (relation, modality, weight,
-    queries, direction): the adaptive joint-fusion weight of each modality; plotted per modality as
-    the query-weighted mean over relations and directions. decision_probability: the same file's
-    "decision_probability" (relation, modality, probability, queries, direction): each decision's
-    (incl. "joint") mean sigmoid probability of the true answer; plotted likewise.
-    """
-    plt = _pyplot()
-    panels = []
-    if fusion_weights is not None:
-        _require(fusion_weights, ["modality", "weight", "queries"], "fusion_weights")
-        panels.append((fusion_weights, "weight", "mean fusion weight", "adaptive fusion weight"))
-    if decision_probability is not None:
-        _require(decision_probability, ["modality", "probability", "queries"], "decision_probability")
-        panels.append((decision_probability, "probability", "mean P(true answer)",
-                       "decision: probability of the true answer"))
-    if not panels:
-        raise ValueError("modality_contribution needs fusion_weights, decision_probability or both")
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, 3.2), squeeze=False)
-    for ax, (frame, value, ylabel, subtitle) in zip(axes[0], panels):
-        means = _weighted_mean(frame, ["modality"], value).set_index("modality")[value]
-        order = _modality_order(means.index)
-        bars = ax.bar(np.arange(len(order)), means.reindex(order).to_numpy(), color="C0")
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-        ax.set_xticks(np.arange(len(order)), order, fontsize=8)
-        ax.set_ylim(0.0, 1.05)
-        ax.set_xlabel("modality" if value == "weight" else "decision")
-        ax.set_ylabel(f"{ylabel} (query-weighted)")
-        ax.set_title(subtitle, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title if title is not None else "MoMoK modality contribution (training queries)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-# -- 4. MoCME modality weights per scenario ----------------------------------------------------
 def _cell_label(scenario, level) -> str:
     return "clean" if scenario == "clean" else f"{scenario} {float(level):g}"
 
 
-def mocme_modality_weights(frame: pd.DataFrame, *, title: str | None = None):
-    """MoCME's learned modality weights per scenario cell, grouped bars (one per modality).
+def view_frame(frame: pd.DataFrame, view: dict) -> pd.DataFrame:
+    """The numbers a view draws, in drawing order (what the report saves beside the figure).
 
-    frame: scenario, level, modality, weight[, seed]: `MoCME.interpretation(...)["modality_weights"]`
-    (the mean entity-level modality weight) of one run per row, tagged with its scenario, level and
-    seed. Cells in the frame's order, the clean one(s) first, labelled "clean" or "<scenario> <level>";
-    several seeds: the mean with ± one sample std (ddof=1) error bars.
+    frame: the stored table of one run (runs = "clean"), or of every run concatenated with the
+    columns scenario, level, seed (runs = "all"). Rows are first kept by `where`.
+    heatmap -> index, label, *columns, value[, queries]: the (query-weighted) mean per cell; rows
+      ordered by queries (most first, then index; without queries by index), at most max_rows of them.
+    bars, runs "clean" -> x, value[, queries]: the (query-weighted) mean per bar.
+    bars, runs "all" -> cell, scenario, level, x, value, std, seeds: per run the (query-weighted)
+      mean per bar, then mean and sample std (ddof=1; 0 for one seed) over seeds; cells clean first,
+      then by scenario and level.
     """
-    plt = _pyplot()
-    _require(frame, ["scenario", "level", "modality", "weight"], "modality-weight frame")
-    seeds = "seed" in frame.columns
-    dup = frame.duplicated(["scenario", "level", "modality"] + (["seed"] if seeds else []))
-    if dup.any():
-        raise ValueError(f"{int(dup.sum())} repeated (scenario, level, modality{', seed' if seeds else ''}) rows: "
-                         + ("one row per run" if seeds else "add a seed column to average several runs"))
-    data = frame.assign(cell=[_cell_label(s, lv) for s, lv in zip(frame["scenario"], frame["level"])])
-    cells = list(dict.fromkeys(data["cell"]))
-    cells = [c for c in cells if c == "clean"] + [c for c in cells if c != "clean"]
-    modalities = _modality_order(data["modality"].unique())
-    stats = data.groupby(["cell", "modality"])["weight"].agg(["mean", "std", "count"])
-    n_seeds = int(stats["count"].max())
-    fig, ax = plt.subplots(figsize=(max(3.6, 0.9 * len(cells) * max(1, len(modalities)) / 2 + 1.5), 3.4))
-    width = 0.8 / len(modalities)
-    x = np.arange(len(cells), dtype=float)
-    for i, m in enumerate(modalities):
-        sub = stats.xs(m, level="modality").reindex(cells)
-        err = sub["std"].fillna(0.0).to_numpy() if n_seeds > 1 else None
-        ax.bar(x - 0.4 + width * (i + 0.5), sub["mean"].to_numpy(), width=width, yerr=err, capsize=2, label=m)
-    ax.set_xticks(x, cells, rotation=30 if len(cells) > 4 else 0, fontsize=8)
-    ax.set_xlabel("scenario (level)")
-    ax.set_ylabel("mean modality weight")
-    ax.set_title(title if title is not None else "MoCME modality weights", fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title=f"± 1 std over {n_seeds} seeds" if n_seeds > 1 else None, title_fontsize=7)
+    view = check_view(view, frame.columns, name=_name(view))
+    value = view["value"]
+    if view["runs"] == "all":
+        _require(frame, RUN_COLUMNS, f"the concatenated runs of view {view['title']!r}")
+    sel = _selected(frame, view)
+    if view["kind"] == "heatmap":
+        index, cols = view["index"], view["columns"]
+        cells = _mean(sel, [index, *cols], value)
+        rows = pd.DataFrame({index: _ordered(cells[index])})
+        if "queries" in cells.columns:
+            # the queries of a row: those of its most-visited cell (every query passes every gate)
+            q = cells.groupby(index)["queries"].max()
+            rows["queries"] = rows[index].map(q)
+            rows = rows.sort_values(["queries", index], ascending=[False, True], kind="stable")
+        if view["max_rows"] is not None:
+            rows = rows.head(view["max_rows"])
+        labels = view["labels"]
+        names = sel.drop_duplicates(index).set_index(index)[labels] if labels in sel.columns else None
+        rows["label"] = [str(names[v]) if names is not None else str(v) for v in rows[index]]
+        keys = _column_keys(cells, cols, view["order"])
+        grid = cells.set_index([index, *cols])
+        out = []
+        for rv, label in zip(rows[index], rows["label"]):
+            for key in keys:
+                rec = {index: rv, "label": label, **dict(zip(cols, key))}
+                at = (rv, *key)
+                rec[value] = float(grid[value].get(at, np.nan))
+                if "queries" in grid.columns:
+                    rec["queries"] = grid["queries"].get(at, 0)
+                out.append(rec)
+        return pd.DataFrame(out)
+    x = view["x"]
+    if view["runs"] == "clean":
+        means = _mean(sel, [x], value).set_index(x)
+        return means.reindex(_ordered(means.index, view["order"])).rename_axis(x).reset_index()
+    per_run = _mean(sel, [*RUN_COLUMNS, x], value)
+    stats = per_run.groupby(["scenario", "level", x], sort=True)[value].agg(["mean", "std", "count"]).reset_index()
+    stats["cell"] = [_cell_label(s, lv) for s, lv in zip(stats["scenario"], stats["level"])]
+    stats["clean_first"] = np.where(stats["scenario"] == "clean", 0, 1)
+    rank = {v: i for i, v in enumerate(_ordered(stats[x], view["order"]))}
+    stats = stats.assign(_x=stats[x].map(rank)).sort_values(["clean_first", "scenario", "level", "_x"], kind="stable")
+    return pd.DataFrame({"cell": stats["cell"], "scenario": stats["scenario"], "level": stats["level"],
+                         x: stats[x], value: stats["mean"], "std": stats["std"].fillna(0.0),
+                         "seeds": stats["count"].astype(int)}).reset_index(drop=True)
+
+
+def _column_keys(cells: pd.DataFrame, cols: list[str], order) -> list[tuple]:
+    """Column keys of a heatmap: the first column in `order`, the others ascending within it."""
+    keys = []
+    for first in _ordered(cells[cols[0]], order):
+        sub = cells[cells[cols[0]] == first]
+        keys += [(first, *k) for k in sorted(set(map(tuple, sub[cols[1:]].itertuples(index=False))))]
+    return keys
+
+
+def heatmap(frame: pd.DataFrame, view: dict, *, title: str | None = None):
+    """A heatmap of one run's table: the mean `value` per `index` (rows) and column key (columns).
+
+    frame: the stored table (e.g. a table of expert gates: relation, modality, expert, weight,
+    queries, direction); view: a heatmap view (see check_view). Cells are `view_frame`'s; row labels
+    "<label> (n=<queries>)" where the table counts queries; column labels the key's values joined by
+    spaces, with a white line between groups of the first key column; colour limits the view's
+    range, else the data's.
+    """
+    plt = pyplot()
+    view = check_view(view, frame.columns, name=_name(view))
+    if view["kind"] != "heatmap":
+        raise ValueError(f"heatmap() got a {view['kind']} view")
+    cells = view_frame(frame, view)
+    index, cols, value = view["index"], view["columns"], view["value"]
+    rows = list(dict.fromkeys(cells[index]))
+    keys = list(dict.fromkeys(map(tuple, cells[cols].itertuples(index=False))))
+    matrix = cells[value].to_numpy(dtype=float).reshape(len(rows), len(keys))
+    counted = "queries" in cells.columns
+    labels = cells.drop_duplicates(index)["label"].tolist()
+    if counted:                   # a row's queries: those of its most-visited cell, as view_frame orders them
+        per_row = cells.groupby(index, sort=False)["queries"].max()
+        labels = [f"{lab} (n={int(per_row[r])})" for lab, r in zip(labels, rows)]
+    lo, hi = view["range"] if view["range"] is not None else (np.nanmin(matrix), np.nanmax(matrix))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.38 * len(keys), max(2.2, 0.26 * len(rows) + 1.4)))
+    im = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", vmin=lo, vmax=hi, cmap="viridis",
+                   interpolation="nearest")
+    ax.set_xticks(np.arange(len(keys)), [" ".join(map(str, k)) for k in keys], rotation=90, fontsize=7)
+    ax.set_yticks(np.arange(len(rows)), labels, fontsize=7)
+    if len(cols) > 1:
+        for j in range(1, len(keys)):
+            if keys[j][0] != keys[j - 1][0]:
+                ax.axvline(j - 0.5, color="white", linewidth=2)
+    ax.set_xlabel(" × ".join(cols))
+    ax.set_ylabel(f"{index} (queries)" if counted else index)
+    ax.set_title(title if title is not None else view["title"], fontsize=10)
+    cbar = fig.colorbar(im, ax=ax)
+    cbar.set_label(view["value_label"])
     return fig
 
 
-# -- 5. critical-difference diagram ------------------------------------------------------------
+def bars(frame: pd.DataFrame, view: dict, *, title: str | None = None):
+    """Bars of a table: the mean `value` per `x`.
+
+    frame, view: see `view_frame`. runs "clean": one bar per x value, labelled with its value.
+    runs "all": one group per scenario cell (clean first), one bar per x value in each (the legend),
+    ± one sample std over seeds as error bars when there are several. The y label says
+    "(query-weighted)" where the table counts queries; the y axis spans the view's range.
+    """
+    plt = pyplot()
+    view = check_view(view, frame.columns, name=_name(view))
+    if view["kind"] != "bars":
+        raise ValueError(f"bars() got a {view['kind']} view")
+    data = view_frame(frame, view)
+    x, value = view["x"], view["value"]
+    ylabel = view["value_label"] + (" (query-weighted)" if "queries" in frame.columns else "")
+    if view["runs"] == "clean":
+        fig, ax = plt.subplots(figsize=(0.55 * len(data) + 2.0, 3.2))
+        drawn = ax.bar(np.arange(len(data)), data[value].to_numpy(), color="C0")
+        ax.bar_label(drawn, fmt="%.2f", fontsize=7)
+        ax.set_xticks(np.arange(len(data)), [str(v) for v in data[x]], fontsize=8)
+        ax.set_xlabel(x)
+    else:
+        cells = list(dict.fromkeys(data["cell"]))
+        series = list(dict.fromkeys(data[x]))
+        n_seeds = int(data["seeds"].max())
+        fig, ax = plt.subplots(figsize=(max(3.6, 0.45 * len(cells) * max(1, len(series)) + 1.5), 3.4))
+        width = 0.8 / len(series)
+        pos = np.arange(len(cells), dtype=float)
+        for i, s in enumerate(series):
+            sub = data[data[x] == s].set_index("cell").reindex(cells)
+            err = sub["std"].fillna(0.0).to_numpy() if n_seeds > 1 else None
+            ax.bar(pos - 0.4 + width * (i + 0.5), sub[value].to_numpy(), width=width, yerr=err, capsize=2,
+                   label=str(s))
+        ax.set_xticks(pos, cells, rotation=30 if len(cells) > 4 else 0, fontsize=8)
+        ax.set_xlabel("scenario (level)")
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  title=f"{x}; ± 1 std over {n_seeds} seeds" if n_seeds > 1 else x, title_fontsize=7)
+    if view["range"] is not None:
+        lo, hi = view["range"]
+        ax.set_ylim(lo, hi + 0.05 * (hi - lo))        # room for the value labels
+    ax.set_ylabel(ylabel)
+    ax.set_title(title if title is not None else view["title"], fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+DRAW = {"heatmap": heatmap, "bars": bars}          # view kind -> figure function (frame, view, title=)
+
+
+# -- 3. critical-difference diagram ------------------------------------------------------------
 def cd_diagram(avg_ranks: pd.Series, cd: float, *, cliques=None, descriptive: bool = False,
                title: str | None = None, alpha: float = 0.05, n_blocks: int | None = None):
     """A critical-difference diagram (Demšar, JMLR 7:1-30, 2006, Fig. 1-2).
@@ -265,7 +388,7 @@ def cd_diagram(avg_ranks: pd.Series, cd: float, *, cliques=None, descriptive: bo
     differ by cd or more): `cliques` as lists of names, else `mmkgbench.stats.cliques`. A scale bar shows
     "CD = x.xx". With descriptive=True (fewer than 5 data sets) the title says so: not a test.
     """
-    plt = _pyplot()
+    plt = pyplot()
     ranks = pd.Series(avg_ranks, dtype=float).sort_values(kind="stable")
     k = len(ranks)
     if k < 2:

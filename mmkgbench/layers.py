@@ -1,11 +1,12 @@
-"""Building blocks shared by models: dropout with a fast CPU mask, the masked core contraction, BCE.
+"""Building blocks shared by models: dropout with a fast CPU mask, the masked core contraction, the
+TuckER decision layer built from them (the TuckER baseline and MoMoK's four decisions), BCE.
 
 `torch.nn.Dropout` draws its CPU mask with `bernoulli_`, about 10 ns per entry on the 2-core
 machine of docs/performance.md: TuckER-style models drop entries of a (B, d, d) core slice per
 query (Balažević et al. 2019), 67M entries per decision for MoMoK at B = 1024, d = 256, and the
 mask alone took a third of a training step. Here the mask comes from 16-bit uniform integers
 drawn by NumPy's PCG64 (about 1 ns per entry), seeded from torch's global generator, so the
-harness's per-run seeding (mmkgbench.run) governs it exactly as it governs `nn.Dropout`. On CUDA
+harness's per-run seeding (mmkgbench.runner) governs it exactly as it governs `nn.Dropout`. On CUDA
 the mask is drawn by torch on the device.
 
 Semantics are those of `nn.Dropout`: in training each entry is zeroed with probability p and the
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mmkgbench.model import init_
 
 RESOLUTION = 1 << 16
 
@@ -126,6 +129,71 @@ def masked_contraction(x: Tensor, w: Tensor, index: Tensor, mask: Tensor | None 
     with torch.autocast(x.device.type, enabled=False):
         return _MaskedContraction.apply(x.to(dtype), w.to(dtype), index, mask, chunk)
 
+
+class TuckERDecision(nn.Module):
+    """TuckER's decision layer (Balažević et al., EMNLP 2019, "TuckER: Tensor Factorization for Knowledge
+    Graph Completion"): the query vector y of f(h, r, t) = (W ×₁ w_r ×₂ e_h) · e_t = y · e_t.
+
+    e (B, D) query entities, r (B, D_r) their relation vectors -> y (B, D); scores are y @ E^T, (B, E),
+    higher is better. With the core W of shape (D_r, D, D), per query b:
+
+        x = Drop_in(BN0(e_b)),   W_b = Drop_hidden(reshape(r_b W) to (D, D)),   y_b = Drop_out(BN1(x W_b)),
+
+    the recipe of TuckER's code, which MoMoK's code (layers/layer.py) reuses for each of its decisions.
+    The hidden dropout draws a fresh (D, D) mask for every query, as both codes do; the masks come from
+    `drop_mask` (p at 16-bit resolution on the CPU, see the module docstring), and the masked
+    contraction runs in cache-sized chunks (`masked_contraction`), so no (B, D, D) tensor is built.
+    BN0 and BN1 are BatchNorm1d(D): in train mode y depends on the batch, in eval mode they are a
+    fixed affine map and the dropouts are the identity.
+
+    core_init: "uniform" is U(-1, 1), as TuckER's code; "xavier_uniform" is MoMoK's code. The core is
+    drawn from `generator` when the layer is built, so where it is built in a model's __init__ fixes
+    which draws it gets.
+    """
+
+    CORE_INITS = ("uniform", "xavier_uniform")
+
+    def __init__(self, dim: int, rel_dim: int, *, input_dropout: float, hidden_dropout: float,
+                 output_dropout: float, core_init: str, generator: torch.Generator):
+        super().__init__()
+        for name, p in (("input_dropout", input_dropout), ("hidden_dropout", hidden_dropout),
+                        ("output_dropout", output_dropout)):
+            if not 0 <= p < 1:
+                raise ValueError(f"TuckER decision: {name} must be in [0, 1), got {p}")
+        if core_init not in self.CORE_INITS:
+            raise ValueError(f"TuckER decision: core_init must be one of {list(self.CORE_INITS)}, got {core_init!r}")
+        self.core = nn.Parameter(torch.empty(rel_dim, dim, dim))
+        if core_init == "uniform":
+            init_(self.core, "uniform", generator, a=-1.0, b=1.0)
+        else:
+            init_(self.core, "xavier_uniform", generator)
+        self.bn0, self.bn1 = nn.BatchNorm1d(dim), nn.BatchNorm1d(dim)
+        self.input_dropout, self.output_dropout = Dropout(input_dropout), Dropout(output_dropout)
+        self.hidden_dropout = hidden_dropout
+
+    def forward(self, e: Tensor, r: Tensor, index: Tensor | None = None) -> Tensor:
+        """e (B, D); r (B, D_r), or with `index` (B,) the (U, D_r) vectors of the distinct relations the
+        queries use (query b has relation r[index[b]]): then r W is computed U times instead of B (about
+        200 vs 1,024 in a DB15K batch), the same numbers for a fraction of the core's flops."""
+        rel_dim, d = self.core.shape[:2]
+        if e.dim() != 2 or e.shape[1] != d or r.dim() != 2 or r.shape[1] != rel_dim:
+            raise ValueError(f"TuckER decision: expected e (B, {d}) and r (*, {rel_dim}), "
+                             f"got {tuple(e.shape)} and {tuple(r.shape)}")
+        if len(e) != (len(r) if index is None else len(index)):
+            raise ValueError(f"TuckER decision: {len(e)} query entities but "
+                             f"{len(r) if index is None else len(index)} relations (or index entries)")
+        x = self.input_dropout(self.bn0(e))
+        # The dropout's 1/(1 - p) is folded into r (a few KB); the per-query mask is applied chunk by
+        # chunk inside the contraction, so no (B, D, D) tensor is ever built (docs/performance.md).
+        dropping = self.training and self.hidden_dropout > 0
+        w = (r / (1.0 - self.hidden_dropout) if dropping else r) @ self.core.reshape(rel_dim, -1)
+        if index is None:
+            index = torch.arange(len(w), device=w.device)
+        mask = drop_mask((len(index), d * d), self.hidden_dropout, w.device) if dropping else None
+        return self.output_dropout(self.bn1(masked_contraction(x, w, index, mask)))
+
+    def extra_repr(self) -> str:
+        return f"hidden_dropout={self.hidden_dropout}"
 
 class _BCEWithLogitsMean(torch.autograd.Function):
     @staticmethod

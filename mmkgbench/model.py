@@ -22,6 +22,8 @@ Class attributes a model declares (its display name and citation live in mmkgben
                     so a stored run never outlives the code that produced it
     scoring_fields  config fields that change only how a trained model scores, not how it trains
                     (MoMoK's `decision`): cells that differ only there share one training run
+    interpretation_views  figure name -> view: how the report draws the tables `interpretation()`
+                    returns (see KGEModel.interpretation_views); stored with each run
 """
 from __future__ import annotations
 
@@ -68,6 +70,27 @@ class KGEModel(nn.Module):
     modalities: tuple[str, ...] = ()
     version: int = 0               # every registered model declares its own (tests/test_models.py)
     scoring_fields: tuple[str, ...] = ()
+    interpretation_views: dict[str, dict] = {}
+    """How the report draws the tables of `interpretation()`: figure name -> view, a plain JSON-able
+    dict stored with each run (`interpretation.json`) and drawn by `run_bench.py report` for whatever
+    model stored it, so a new model (or a grid variant of one) gets its figures without touching the
+    report. Keys (checked by mmkgbench.figures.check_view):
+
+        table   name of one of the interpretation() tables        kind   "heatmap" | "bars"
+        value   the column drawn (a mean per cell or bar; weighted by the table's `queries` column
+                where it has one)
+        runs    "clean" (default): the model's clean run of the lowest seed per data set;
+                "all": every run of the model on the data set, one group of bars per scenario cell,
+                ± one std over seeds (bars only)
+        heatmap: index (the row column), columns (list: the column key, grouped by its first entry),
+                 labels (a column naming the index values, used when the table has it), max_rows (40)
+        bars:    x (the column on the axis, or in the legend when runs = "all")
+        optional: where {column: value or [values]} (rows kept), order (values of the first column
+                 key / x first, "*" for the rest alphabetically), range [lo, hi], title, value_label
+
+    E.g. {"gates": {"table": "expert_gates", "kind": "heatmap", "index": "relation",
+    "columns": ["modality", "expert"], "value": "weight", "where": {"direction": "tail"}}}.
+    """
 
     def __init__(self, cfg, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__()

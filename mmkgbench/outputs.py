@@ -6,24 +6,25 @@
     results/tables/robustness.{md,tex}   clean score, score per level, relative AUC
     results/tables/protocol.{md,tex}     harness vs reference protocol, where both were run
     results/tables/paper_<name>.{md,tex} a published table beside our reproduction
-    results/figures/*.{png,pdf} + .csv   robustness curves, CD diagram, per-relation MRR, MoMoK gates and
-                                         modality contributions, MoCME modality weights; each with the
-                                         frame it was drawn from
+    results/figures/*.{png,pdf} + .csv   robustness curves, CD diagram, per-relation MRR, and one figure
+                                         per interpretation view a model's runs declare
+                                         (<model>_<view>_<data set>); each with the numbers drawn
 
-Every file is a function of the stored rows, per-query ranks and interpretation files, written
+Every file is a function of the stored rows, per-query ranks and interpretation tables and views, written
 atomically, and deterministic (fixed resampling seed, fixed order), so a regenerated report
 diffs cleanly against the last one.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mmkgbench.modelinfo import model_order
 from mmkgbench.report import main_tables, protocol_tables, summarise
-from mmkgbench.results import load_interpretation, load_per_query, write_text_atomic
+from mmkgbench.results import (load_interpretation, load_interpretation_views, load_per_query, runs_dir,
+                               write_text_atomic)
 from mmkgbench.tables import to_latex, to_markdown
 
 FORMATS = ("md", "tex", "png", "pdf")
@@ -41,8 +42,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def default_reference(rows: pd.DataFrame) -> str | None:
-    """MoMoK or MoCME when present (the models this suite compares against baselines), else the model
-    with the best mean clean MRR."""
+    """The first of PREFERRED_REFERENCES present (the models this suite compares against baselines),
+    else the model with the best mean clean MRR."""
     models = set(rows["model"])
     for m in PREFERRED_REFERENCES:
         if m in models:
@@ -144,15 +145,16 @@ def _paper_tables(rows: pd.DataFrame, *, split: str, notes: list) -> dict:
 
 def _figures(rows, root: Path, fdir: Path, formats, *, reference, split, alpha, notes) -> list[Path]:
     from mmkgbench import figures, stats
-    from mmkgbench.plots import _pyplot, _slug, robustness_curves, save_figure
-    plt = _pyplot()
+    from mmkgbench.plots import pyplot, robustness_curves, save_figure, slug
+    plt = pyplot()
     paths = robustness_curves(rows, fdir, split=split, formats=formats)
 
-    def save(fig, stem, frame: pd.DataFrame | None = None):
-        paths.extend(save_figure(fig, fdir / stem, formats))
+    def save(fig, stem, frame: pd.DataFrame | None = None) -> list[Path]:
+        written = save_figure(fig, fdir / stem, formats)
         plt.close(fig)
         if frame is not None:          # the numbers behind the figure, beside it
-            paths.append(write_text_atomic(fdir / f"{stem}.csv", frame.to_csv(index=False)))
+            written.append(write_text_atomic(fdir / f"{stem}.csv", frame.to_csv(index=False)))
+        return written
 
     scores, kind = cd_scores(rows, split=split)
     if scores.shape[0] >= 2 and scores.shape[1] >= 3:
@@ -163,7 +165,7 @@ def _figures(rows, root: Path, fdir: Path, formats, *, reference, split, alpha, 
         descriptive = fr.descriptive if kind.startswith("data sets") else "blocks are cells of one data set"
         fig = figures.cd_diagram(fr.avg_ranks, fr.cd, cliques=fr.cliques(), descriptive=descriptive,
                                  title=title, alpha=alpha, n_blocks=fr.n_blocks)
-        save(fig, "cd_diagram", scores.reset_index())
+        paths.extend(save(fig, "cd_diagram", scores.reset_index()))
     else:
         notes.append(f"no CD diagram: {scores.shape[0]} block(s) with every model ({kind}); it needs >= 2 "
                      "blocks and >= 3 models")
@@ -187,33 +189,72 @@ def _figures(rows, root: Path, fdir: Path, formats, *, reference, split, alpha, 
                                                  split=split)
                 fig = figures.per_relation_figure(frame, names=(other, reference),
                                                   title=f"{dataset}: per-relation {split} MRR, seed {seeds[0]}")
-                save(fig, _slug("per_relation", dataset, other, "vs", reference), frame)
-        # MoMoK's gates and modality contributions, from its clean run of the lowest seed
-        mk = block[block["model"] == "momok"].sort_values("seed")
-        if not mk.empty:
-            interp = load_interpretation(root, mk["run_id"].iloc[0])
-            seed = int(mk["seed"].iloc[0])
-            if "expert_gates" in interp:
-                fig = figures.gate_heatmap(interp["expert_gates"],
-                                           title=f"{dataset}: MoMoK expert gates (tail queries, seed {seed})")
-                save(fig, _slug("momok_gates", dataset), interp["expert_gates"])
-            if "fusion_weights" in interp or "decision_probability" in interp:
-                fig = figures.modality_contribution(interp.get("fusion_weights"), interp.get("decision_probability"),
-                                                    title=f"{dataset}: MoMoK modality contributions (seed {seed})")
-                save(fig, _slug("momok_modalities", dataset))
-    # MoCME's modality weights under every scenario it ran
-    mc = runs[runs["model"] == "mocme"]
-    for dataset, block in mc.groupby("dataset", sort=True):
-        parts = []
-        for r in block.itertuples():
-            w = load_interpretation(root, r.run_id).get("modality_weights")
-            if w is not None:
-                parts.append(w.assign(scenario=r.scenario, level=float(r.level), seed=int(r.seed)))
-        if parts:
-            frame = pd.concat(parts, ignore_index=True)
-            frame["clean_first"] = np.where(frame["scenario"] == "clean", 0, 1)
-            frame = frame.sort_values(["clean_first", "scenario", "level", "seed"], kind="stable").drop(
-                columns="clean_first").reset_index(drop=True)
-            fig = figures.mocme_modality_weights(frame, title=f"{dataset}: MoCME modality weights per scenario")
-            save(fig, _slug("mocme_weights", dataset), frame)
+                paths.extend(save(fig, slug("per_relation", dataset, other, "vs", reference), frame))
+    paths += _interpretation_figures(runs, root, save, notes)
     return paths
+
+
+def _interpretation_figures(runs: pd.DataFrame, root: Path, save, notes: list) -> list[Path]:
+    """One figure per view that a model's runs on a data set declare (`interpretation.json`, the
+    model's `interpretation_views`), models in registry order, with the numbers drawn beside it as
+    CSV: <model>_<view>_<data set>. runs: one row per stored run (model, dataset, scenario, level,
+    seed, run_id). A view of runs "clean" draws the clean run of the lowest seed, one of runs "all"
+    every run that declares it. The report never names a model here: a new model, or a grid variant
+    of one (named after the variant), gets its figures from what its runs stored."""
+    from mmkgbench import figures
+    from mmkgbench.plots import slug
+    written, tables = [], {}
+
+    def table(rid: str, name: str, view: dict) -> pd.DataFrame:
+        where = str(runs_dir(root) / rid)
+        view = figures.check_view(view, name=name, where=where)
+        if rid not in tables:
+            tables[rid] = load_interpretation(root, rid)
+        if view["table"] not in tables[rid]:
+            raise ValueError(f"{where}: interpretation view {name!r} draws table {view['table']!r}, which the run "
+                             f"did not store (it has: {', '.join(sorted(tables[rid])) or 'none'})")
+        frame = tables[rid][view["table"]]
+        figures.check_view(view, frame.columns, name=name, where=where)
+        return frame
+
+    for model in model_order(runs["model"].unique()):
+        for dataset, block in runs[runs["model"] == model].groupby("dataset", sort=True):
+            block = block.sort_values(["seed", "scenario", "level", "run_id"], kind="stable")
+            declared = {rid: load_interpretation_views(root, rid) for rid in block["run_id"]}
+            if not any(declared.values()):
+                if any(load_interpretation(root, rid) for rid in block["run_id"]):
+                    notes.append(f"{model} on {dataset}: its runs store interpretation tables but no views "
+                                 "(stored before views were recorded): no interpretation figure")
+                continue
+            names = list(dict.fromkeys(n for views in declared.values() for n in views))
+            for name in names:
+                specs = {json.dumps(views[name], sort_keys=True) for views in declared.values() if name in views}
+                if len(specs) > 1:
+                    notes.append(f"{model} on {dataset}: its runs declare view {name!r} in {len(specs)} different "
+                                 "ways (runs of different code versions?): not drawn")
+                    continue
+                mine = block[[name in declared[rid] for rid in block["run_id"]]]
+                view = figures.check_view(declared[mine["run_id"].iloc[0]][name], name=name,
+                                          where=str(runs_dir(root) / mine["run_id"].iloc[0]))
+                if view["runs"] == "clean":
+                    clean = mine[mine["scenario"] == "clean"]
+                    if clean.empty:
+                        notes.append(f"{model} on {dataset}: view {name!r} draws the clean run, and none is stored")
+                        continue
+                    first = clean.iloc[0]
+                    frame = table(first["run_id"], name, view)
+                    where = str(runs_dir(root) / first["run_id"])
+                    title = f"{dataset}: {model} {view['title']} (clean, seed {int(first['seed'])})"
+                else:
+                    frame = pd.concat([table(r.run_id, name, view).assign(scenario=r.scenario, level=float(r.level),
+                                                                           seed=int(r.seed))
+                                       for r in mine.itertuples()], ignore_index=True)
+                    where = f"{len(mine)} runs of {model} on {dataset}"
+                    title = f"{dataset}: {model} {view['title']}"
+                try:
+                    fig = figures.DRAW[view["kind"]](frame, view, title=title)
+                    drawn = figures.view_frame(frame, view)
+                except ValueError as err:
+                    raise ValueError(f"{where}: interpretation view {name!r}: {err}") from None
+                written += save(fig, slug(model, name, dataset), drawn)
+    return written

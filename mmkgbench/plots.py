@@ -13,14 +13,17 @@ from mmkgbench.robustness import curve_frame, level_label
 from mmkgbench.tables import LABELS
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (imported on first use: the report starts without it)."""
     import matplotlib
     matplotlib.use("Agg", force=False)        # files only; never needs a display
     import matplotlib.pyplot as plt
     return plt
 
 
-def _slug(*parts) -> str:
+def slug(*parts) -> str:
+    """A file-name stem: each part with runs of other characters than [A-Za-z0-9.+-] turned into '-',
+    the parts joined by '_' (slug('my_model', 'DB15K') -> 'my-model_DB15K')."""
     return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", str(p)).strip("-") for p in parts)
 
 
@@ -43,13 +46,13 @@ def robustness_curves(rows: pd.DataFrame, out_dir, *, metric: str = "mrr", split
                       formats=("png",), scale: float = 100.0) -> list[Path]:
     """One figure per (protocol, dataset, scenario), see `robustness_figure`; files
     robustness_<dataset>_<scenario>[_<protocol>].<fmt> under out_dir. Returns the paths written."""
-    plt = _pyplot()
+    plt = pyplot()
     curves = curve_frame(rows, metric=metric, split=split)
     written = []
     for (protocol, dataset, scenario), block in curves.groupby(["protocol", "dataset", "scenario"], sort=True):
         fig = robustness_figure(block, xlabel=level_label(rows, scenario), metric=metric, split=split, scale=scale)
         suffix = () if protocol.startswith("harness") else (protocol,)
-        written += save_figure(fig, Path(out_dir) / _slug("robustness", dataset, scenario, *suffix), formats)
+        written += save_figure(fig, Path(out_dir) / slug("robustness", dataset, scenario, *suffix), formats)
         plt.close(fig)
     return written
 
@@ -59,7 +62,7 @@ def robustness_figure(block: pd.DataFrame, *, xlabel: str, metric: str = "mrr", 
     """The robustness curve of one (protocol, dataset, scenario): `metric` x scale against the level,
     one line per model (mean over seeds) with a band of ± one sample std over seeds (none for one
     seed). block: rows of `robustness.curve_frame` for that triple (level 0 = the clean run)."""
-    plt = _pyplot()
+    plt = pyplot()
     protocol, dataset, scenario = block.iloc[0][["protocol", "dataset", "scenario"]]
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
     for model in model_order(block["model"].unique()):

@@ -5,10 +5,14 @@ scores s and the target's score s*,
 
     optimistic  = 1 + #{c : s_c >  s*}       (ties resolved in the target's favour)
     pessimistic = 1 + #{c != target : s_c >= s*}  (ties resolved against it)
-    realistic   = (optimistic + pessimistic) / 2  (the expected rank under a random tie order)
+    realistic   = (optimistic + pessimistic) / 2  (the mean rank of the tie block)
 
-`realistic` is what every metric reports; the other two are kept per query, because a gap
-between them flags models that emit constant or saturated scores.
+The realistic rank is E[R] for R uniform on {optimistic, ..., pessimistic} (a random tie order), so
+its MR is the expected MR; its MRR and Hits@k are *not* expectations (1/E[R] != E[1/R]: a 2-way tie
+at the top has realistic rank 1.5, Hits@1 = 0, while half the tie orders put the target first).
+`mmkgbench.ties.expected_metrics` gives E[1/R] and P(R <= k) exactly. `realistic` is what metrics
+report by default (PyKEEN's and LibKGE's convention); optimistic and pessimistic are kept per query,
+because a gap between them flags models that emit constant or saturated scores.
 
 Filtering ("filtered setting", Bordes et al. 2013): every other known true answer of the same
 query is removed by setting its score to -inf, so it neither beats nor ties the target. Using -inf
@@ -103,7 +107,8 @@ def filtered_ranks(scores: Tensor, target: Tensor, rows: Tensor, cols: Tensor, *
 
 
 def metrics(ranks: np.ndarray, ks=(1, 3, 10)) -> dict[str, float]:
-    """MRR, MR and Hits@k from ranks of shape (n,) (realistic ranks, 1-based; n > 0)."""
+    """MRR, MR and Hits@k from ranks of shape (n,) (1-based, n > 0): the rank column of one tie rule,
+    realistic by default. For exact expectations over random tie orders see mmkgbench.ties.expected_metrics."""
     r = np.asarray(ranks, dtype=np.float64)
     if r.size == 0:
         raise ValueError("no ranks to summarise (empty split?)")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mmkgbench.modelinfo import model_order
+from mmkgbench.protocol import family, is_tested
 from mmkgbench.tables import HIGHLIGHT, Table, build_table, to_markdown
 
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
@@ -31,6 +32,7 @@ def summarise(rows: pd.DataFrame, *, split: str = "test", side: str = "both", me
     # Two different runs for one seed of one cell are two configurations, not two seeds: averaging
     # them would report a number nobody ran. Refuse, and say how to pick one set of runs.
     runs = sel.drop_duplicates("run_id")
+    stale_versions(runs)
     clash = runs[runs.duplicated(["protocol", "dataset", "scenario", "level", "model", "seed"], keep=False)]
     if not clash.empty:
         first = clash.iloc[0]
@@ -43,6 +45,35 @@ def summarise(rows: pd.DataFrame, *, split: str = "test", side: str = "both", me
     g = sel.groupby(keys, sort=False)["value"]
     out = g.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"), n_seeds="count")
     return out.reset_index()
+
+
+def stale_versions(runs: pd.DataFrame) -> None:
+    """Refuse runs of one table cell (protocol, data set, scenario, level, model) made by different
+    versions of the model or of the scenario: their seeds would be averaged into a number no code
+    produces. Runs from different git commits with the same versions are pooled: a version is bumped
+    exactly when a change alters numbers (README "Results"), which a commit hash does not say.
+
+    runs: one row per run (drop_duplicates("run_id") of the result rows). Older results without a
+    `model_version` column count as version "unversioned".
+    """
+    keys = ["protocol", "dataset", "scenario", "level", "model"]
+    runs = runs.assign(model_version=runs["model_version"].astype(str).replace({"nan": "unversioned", "": "unversioned"})
+                       if "model_version" in runs else "unversioned")
+    for what in ("model_version", "scenario_version"):
+        n = runs.groupby(keys, sort=True)[what].nunique()
+        mixed = n[n > 1]
+        if mixed.empty:
+            continue
+        cell = dict(zip(keys, mixed.index[0]))
+        sel = runs
+        for k, v in cell.items():
+            sel = sel[sel[k] == v]
+        found = ", ".join(f"{v}: {', '.join(sorted(g['run_id']))}" for v, g in sel.groupby(what, sort=True))
+        label = what.replace("_", " ")
+        raise ValueError(f"results mix runs of {cell['model']} on {cell['dataset']} ({cell['scenario']} "
+                         f"{float(cell['level']):g}, {cell['protocol']}) made with different {label}s ({found}); "
+                         "their seeds cannot be averaged. `run_bench.py prune --stale` moves runs whose versions are "
+                         "not the current code's into results/stale/, or report one grid with `report --grid NAME`")
 
 
 def markdown_table(rows: pd.DataFrame, *, split: str = "test", metrics=METRICS, decimals: int = 2) -> str:
@@ -77,7 +108,7 @@ def main_tables(rows: pd.DataFrame, sig: pd.DataFrame | None = None, *, referenc
                               "group": block["dataset"] if len(datasets) > 1 else "", "metric": block["metric"],
                               "value": block["mean"], "std": block["std"], "marker": block["marker"]})
         seeds = sorted(set(block["n_seeds"].astype(int)))
-        harness = protocol.startswith("harness")
+        harness = is_tested(protocol)
         how = "realistic ranks, checkpoint selected on valid" if harness else \
             f"{protocol} protocol: best value of each metric over test evaluations, random ties"
         where = datasets[0] if len(datasets) == 1 else ", ".join(datasets)
@@ -115,7 +146,7 @@ def protocol_frame(rows: pd.DataFrame, *, metrics=METRICS, split: str = "test") 
     mean, the reference mean and the inflation = reference − harness (fractions; MR as ranks), one
     row per metric. Empty when no cell has both."""
     summ = summarise(rows, split=split, metrics=metrics)
-    summ["kind"] = np.where(summ["protocol"].str.startswith("harness"), "harness", "reference")
+    summ["kind"] = summ["protocol"].map(family)
     keys = ["dataset", "scenario", "level", "model", "metric"]
     wide = summ.pivot_table(index=keys, columns="kind", values="mean", aggfunc="first")
     if not {"harness", "reference"} <= set(wide.columns):

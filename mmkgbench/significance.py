@@ -3,10 +3,13 @@ stored per-query ranks, corrected for multiplicity (anchors.md §5).
 
 The unit is the ranking query: both models answered the identical test queries under identical
 filters, so each query gives a paired difference of its reciprocal rank (MRR) or hit indicator
-(Hits@k), computed from realistic ranks, the ranks every table reports. With several seeds the
-per-query score is first averaged over a model's seeds (anchors.md §5.2 (5)): the test then asks
-whether the seed-averaged models differ on these queries; training randomness is the separate
-seed-level test (`p_seeds`, a paired t-test over per-seed scores when both models share >= 2 seeds).
+(Hits@k), computed under the tie rule the table used for that run (its `eval.tie`, realistic by
+default; under "expected", E[1/R] and P(R <= k) per query), so a marker tests the very numbers it
+is printed beside; a model and reference evaluated under different tie rules are not compared. With
+several seeds the per-query score is first averaged over a model's seeds (anchors.md §5.2 (5)): the
+test then asks whether the seed-averaged models differ on these queries; training randomness is the
+separate seed-level test (`p_seeds`, a paired t-test over per-seed scores when both models share >= 2
+seeds).
 
 Multiplicity: Holm within each printed table (every model x metric x data set compared with the
 reference in it) decides the markers; Benjamini–Hochberg over every comparison of the report is
@@ -16,6 +19,7 @@ single set of per-query ranks produced.
 """
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import numpy as np
@@ -25,34 +29,45 @@ from mmkgbench import stats
 # TABLE_KEYS: one printed results table (report.main_tables), the family Holm corrects over
 from mmkgbench.modelinfo import model_order
 from mmkgbench.report import METRICS, TABLE_KEYS
+from mmkgbench.ties import TIE_POLICIES, query_values
 
 
-def query_scores(per_query: pd.DataFrame, metric: str, split: str = "test") -> pd.Series:
-    """Per-query score of one run, indexed by (query_id, side): 1/rank_real for "mrr", the indicator
-    rank_real <= k for "hits@k" (realistic ranks, as in every table). per_query: the run's
-    per_query.csv.gz (mmkgbench.results.load_per_query)."""
-    pq = per_query[per_query["split"] == split]
-    rank = pq["rank_real"].to_numpy(dtype=np.float64)
-    if metric == "mrr":
-        value = 1.0 / rank
-    elif metric.startswith("hits@"):
-        value = (rank <= int(metric.split("@")[1])).astype(np.float64)
-    else:
+def query_scores(per_query: pd.DataFrame, metric: str, split: str = "test", tie: str = "realistic") -> pd.Series:
+    """Per-query score of one run, indexed by (query_id, side), under the run's tie rule `tie` (its
+    eval.tie, the rank its table rows were computed from): the reciprocal rank for "mrr", the hit
+    indicator for "hits@k"; under tie="expected", E[1/R] and P(R <= k) from rank_opt and rank_pess
+    (mmkgbench.ties.query_values). per_query: the run's per_query.csv.gz
+    (mmkgbench.results.load_per_query)."""
+    if not (metric == "mrr" or metric.startswith("hits@")):
         raise ValueError(f"no per-query test for metric {metric!r}: use mrr or hits@k")
+    pq = per_query[per_query["split"] == split]
+    value = query_values(pq, metric, tie)
     return pd.Series(value, index=pd.MultiIndex.from_arrays([pq["query_id"], pq["side"]]), name=metric)
 
 
+def run_tie(config_json) -> str:
+    """The tie rule a run's metrics used: eval.tie of its resolved config (JSON text). Runs stored
+    before EvalConfig had `tie` used realistic ranks, the only rule then."""
+    if not isinstance(config_json, str) or not config_json:
+        raise ValueError(f"a harness run's rows need its config_json to tell which tie rule its table used, "
+                         f"got {config_json!r}")
+    tie = json.loads(config_json).get("eval", {}).get("tie", "realistic")
+    if tie not in TIE_POLICIES:
+        raise ValueError(f"run config names an unknown tie rule {tie!r}; known: {list(TIE_POLICIES)}")
+    return tie
+
+
 def _seed_mean(run_ids: list[str], load: Callable[[str], pd.DataFrame], metric: str, split: str,
-               cache: dict) -> pd.Series:
-    """Per-query score averaged over the runs (seeds) of one model; memoised in `cache`, since the
-    reference's is needed once per compared model."""
+               cache: dict, tie: str) -> pd.Series:
+    """Per-query score (under tie rule `tie`) averaged over the runs (seeds) of one model; memoised in
+    `cache`, since the reference's is needed once per compared model."""
     key = (tuple(run_ids), metric)
     if key not in cache:
         parts = []
         for rid in run_ids:
             if rid not in cache:
                 cache[rid] = load(rid)
-            parts.append(query_scores(cache[rid], metric, split))
+            parts.append(query_scores(cache[rid], metric, split, tie))
         joined = pd.concat(parts, axis=1, join="inner")
         if len(joined) != len(parts[0]):
             raise ValueError(f"runs {', '.join(run_ids)} were evaluated on different {split} queries")
@@ -70,11 +85,17 @@ def compare_to_reference(rows: pd.DataFrame, load_per_query: Callable[[str], pd.
     p_bh (across all rows returned).
 
     rows: stored result rows; load_per_query: run_id -> per-query frame (results.load_per_query).
+    Per-query scores follow each run's eval.tie (from `config_json`), the rank its table values use;
+    ValueError if the model and the reference (or two seeds of one) used different tie rules.
     Deterministic: the resampling seed is fixed per call.
     """
     metrics = [m for m in metrics if m != "mr"]
     sel = rows[(rows["split"] == split) & (rows["side"] == "both") & rows["protocol"].str.startswith("harness")]
-    runs = sel.drop_duplicates("run_id")[["run_id", "protocol", "dataset", "scenario", "level", "model", "seed"]]
+    if not sel.empty and "config_json" not in sel.columns:
+        raise ValueError("rows lack the config_json column: cannot tell which tie rule each run's table used")
+    runs = sel.drop_duplicates("run_id").reindex(columns=["run_id", "protocol", "dataset", "scenario", "level",
+                                                          "model", "seed", "config_json"])
+    ties = {rid: run_tie(blob) for rid, blob in zip(runs["run_id"], runs["config_json"])}
     values = sel.set_index(["run_id", "metric"])["value"]
     cache, out = {}, []
     for (protocol, dataset, scenario, level), cell in runs.groupby(["protocol", "dataset", "scenario", "level"],
@@ -87,9 +108,16 @@ def compare_to_reference(rows: pd.DataFrame, load_per_query: Callable[[str], pd.
                 continue
             mine = cell[cell["model"] == model].sort_values("seed")
             shared = sorted(set(mine["seed"]) & set(ref["seed"]))
+            t_mine, t_ref = ({ties[rid] for rid in runs_of["run_id"]} for runs_of in (mine, ref))
+            if len(t_mine | t_ref) > 1:
+                raise ValueError(f"{model} ({', '.join(sorted(t_mine))}) and {reference} ({', '.join(sorted(t_ref))}) "
+                                 f"on {dataset} ({scenario} {level:g}) were evaluated under different tie rules "
+                                 "(eval.tie): their numbers are not comparable, so no test is made; evaluate them "
+                                 "under one rule")
+            tie = t_mine.pop()
             for metric in metrics:
-                a = _seed_mean(list(mine["run_id"]), load_per_query, metric, split, cache)
-                b = _seed_mean(list(ref["run_id"]), load_per_query, metric, split, cache)
+                a = _seed_mean(list(mine["run_id"]), load_per_query, metric, split, cache, tie)
+                b = _seed_mean(list(ref["run_id"]), load_per_query, metric, split, cache, tie)
                 if not a.index.equals(b.index):
                     raise ValueError(f"{model} and {reference} on {dataset} ({scenario} {level:g}) were evaluated "
                                      f"on different {split} queries; they cannot be compared query by query")

@@ -157,8 +157,8 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
     num_relations: R of the data (the model was built with 2R). known_valid: the filter for
     validation ranking. watched: the name of the split passed as `valid_triples`, used in the
     history columns (`<watched>_mrr`, ...) and the selection record; only the reference
-    protocol (mmkgbench.run) passes the test split here, and says so. All sampling draws from a CPU generator seeded with `seed`; dropout draws
-    from torch's global RNG, which the caller seeds and scopes (mmkgbench.run does).
+    protocol (mmkgbench.runner) passes the test split here, and says so. All sampling draws from a CPU generator seeded with `seed`; dropout draws
+    from torch's global RNG, which the caller seeds and scopes (mmkgbench.runner does).
     """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)

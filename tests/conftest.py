@@ -43,7 +43,9 @@ def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed:
 
     from mmkgbench.datasets import load_dataset
     from mmkgbench.ranking import KnownAnswers
-    from mmkgbench.run import build_model, grid_from_dict, resolve
+    from mmkgbench.runner import build_model
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.resolve import resolve
     from mmkgbench.train import TrainConfig
     from mmkgbench.train import train as fit
     data = load_dataset(dataset)

@@ -1,4 +1,4 @@
-"""The data audit and the split-cleaning option."""
+"""The data audit and the split policies ("clean", "clean-valid")."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +6,12 @@ import pytest
 
 from conftest import SHARED, needs_shared
 from mmkgbench import catalog
-from mmkgbench.audit import audit, clean_splits
+from mmkgbench.audit import SPLIT_POLICIES, apply_split_policy, audit, clean_splits, clean_valid, split_label
 from mmkgbench.cli import main
 from mmkgbench.data import MMKG
 from mmkgbench.datasets import dataset_label, load_dataset
-from mmkgbench.run import grid_from_dict, resolve
+from mmkgbench.grid import grid_from_dict
+from mmkgbench.resolve import resolve
 
 
 def toy() -> MMKG:
@@ -54,6 +55,74 @@ def test_clean_option_in_a_grid_is_recorded():
         load_dataset({"benchmark": "DB15K", "path": "x"})
 
 
+def leaky_valid() -> MMKG:
+    """valid: two lines from train, two from test, one repeated line, two new triples (one in train's
+    entities only, one relation 2 that train lacks)."""
+    train = [[0, 0, 1], [1, 0, 2], [2, 1, 3]]
+    valid = [[0, 0, 1], [2, 1, 0], [3, 0, 4], [2, 1, 0], [0, 0, 1], [4, 2, 2], [3, 0, 4]]
+    test = [[3, 0, 4], [4, 1, 0], [1, 0, 3], [3, 0, 4]]          # a repeated test line stays: test is as published
+    return MMKG("leaky", tuple("abcde"), ("r0", "r1", "r2"), np.array(train), np.array(valid), np.array(test))
+
+
+def test_clean_valid_removes_exactly_the_leaks_from_valid():
+    data = leaky_valid()
+    out = clean_valid(data)
+    assert out.valid.tolist() == [[2, 1, 0], [4, 2, 2]] and out.valid.dtype == np.int64
+    assert out.meta["valid_removed"] == {"in_train": 2, "in_test": 2, "duplicate": 1}
+    assert out.meta["splits"] == "clean-valid" and out.meta["removed_lines"] == {"valid": 5, "test": 0}
+    for split in ("train", "test"):           # byte for byte as published
+        a, b = data.split(split), out.split(split)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    assert data.valid.shape == (7, 3)         # the input is untouched
+    # every removed triple is still in train or test, so the filter of test ranks is the published one
+    union = lambda d: set(map(tuple, np.concatenate([d.train, d.valid, d.test]).tolist()))
+    assert union(out) == union(data)
+    assert clean_splits(data).test.tolist() != data.test.tolist()       # unlike "clean", which edits test
+
+
+def test_clean_valid_label_and_policies():
+    data = leaky_valid()
+    assert clean_valid(data).name == "leaky[clean-valid]" and split_label("DB15K", "as_published") == "DB15K"
+    assert SPLIT_POLICIES == ("as_published", "clean", "clean-valid")
+    assert apply_split_policy(data, "as_published") is data
+    assert apply_split_policy(data, "clean").name == "leaky[clean]"
+    assert apply_split_policy(data, "clean-valid").valid.tolist() == clean_valid(data).valid.tolist()
+    with pytest.raises(ValueError, match="unknown split policy 'valid'; choose from as_published, clean, clean-valid"):
+        apply_split_policy(data, "valid")
+    assert dataset_label({"path": "unused", "splits": "clean-valid"}) == "unused[clean-valid]"
+    assert dataset_label({"path": "unused", "name": "mine", "splits": "clean-valid"}) == "mine[clean-valid]"
+    assert dataset_label({"benchmark": "DB15K", "features": {"image": "x.pth"}, "splits": "clean-valid"}) == \
+        "DB15K+image[clean-valid]"
+    with pytest.raises(ValueError, match="splits must be one of as_published, clean, clean-valid, got 'cleanvalid'"):
+        load_dataset({"benchmark": "DB15K", "splits": "cleanvalid"})
+
+
+def test_clean_valid_leaving_nothing_is_an_error():
+    data = leaky_valid()
+    with pytest.raises(ValueError, match=r"leaky: splits = 'clean-valid' leaves no valid triple \(2 lines"):
+        clean_valid(data.replace(valid=data.train[:2]))
+
+
+def test_clean_valid_from_a_grid_is_loaded_labelled_and_recorded(tmp_path):
+    data = leaky_valid()
+    folder = tmp_path / "leaky"
+    folder.mkdir()
+    (folder / "entity2id.txt").write_text("".join(f"{e} {i}\n" for i, e in enumerate(data.entities)))
+    (folder / "relation2id.txt").write_text("".join(f"{r} {i}\n" for i, r in enumerate(data.relations)))
+    for split in ("train", "valid", "test"):
+        lines = (f"{data.entities[h]} {data.relations[r]} {data.entities[t]}\n" for h, r, t in data.split(split).tolist())
+        (folder / f"{split}.txt").write_text("".join(lines))
+    spec = {"path": str(folder), "splits": "clean-valid"}
+    published, cleaned = load_dataset({"path": str(folder)}), load_dataset(spec)
+    assert cleaned.name == "leaky[clean-valid]" == dataset_label(spec)
+    assert cleaned.valid.tolist() == [[2, 1, 0], [4, 2, 2]]
+    assert cleaned.test.tobytes() == published.test.tobytes() and cleaned.train.tobytes() == published.train.tobytes()
+    cell = grid_from_dict({"models": ["distmult"], "datasets": [spec], "seeds": [0]}).cells[0]
+    config = resolve(cell, cleaned)
+    assert config["dataset"]["spec"]["splits"] == "clean-valid" and config["dataset"]["name"] == "leaky[clean-valid]"
+    assert config["dataset"]["fingerprint"] != published.fingerprint()
+
+
 @needs_shared
 def test_db15k_audit_matches_the_dataset_readme(home):
     catalog.fetch("DB15K", mirror=str(SHARED), log=lambda *a: None)
@@ -69,6 +138,18 @@ def test_db15k_audit_matches_the_dataset_readme(home):
                            "seeds": [0]}).cells[0]
     config = resolve(cell, clean)
     assert config["dataset"]["spec"]["splits"] == "clean" and config["dataset"]["name"] == "DB15K[clean]"
+
+
+@needs_shared
+def test_db15k_clean_valid_counts(home):
+    """README "Cleaned splits": DB15K[clean-valid] keeps 73 of 9,904 valid lines; test as published."""
+    catalog.fetch("DB15K", mirror=str(SHARED), log=lambda *a: None)
+    published = load_dataset("DB15K")
+    data = load_dataset({"benchmark": "DB15K", "splits": "clean-valid"})
+    assert data.name == "DB15K[clean-valid]" and len(data.valid) == 73 == 7481 - 6584 - 824
+    assert data.meta["valid_removed"] == {"in_train": 8719, "in_test": 1105, "duplicate": 7}
+    assert len(data.test) == 9902 and data.test.tobytes() == published.test.tobytes()
+    assert data.train.tobytes() == published.train.tobytes()
 
 
 @needs_shared

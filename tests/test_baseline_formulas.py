@@ -15,6 +15,7 @@ from baselines.pairre import PairRE, PairREConfig
 from baselines.rotate import RotatE, RotatEConfig
 from baselines.transe import TransE, TransEConfig
 from baselines.tucker import TuckER, TuckERConfig
+from mmkgbench.layers import drop_mask
 from mmkgbench.model import ModelInputs
 
 E, R, B = 7, 6, 5
@@ -72,9 +73,9 @@ def _bn_eval(bn, x):
 
 
 def ref_tucker(m, h, r, t):
-    x = _bn_eval(m.bn0, m.entity[h])
-    y = torch.einsum("kij,k,i->j", m.core, m.relation[r], x)    # W x_1 w_r x_2 e_h
-    return (_bn_eval(m.bn1, y) * m.entity[t]).sum()
+    x = _bn_eval(m.decision.bn0, m.entity[h])
+    y = torch.einsum("kij,k,i->j", m.decision.core, m.relation[r], x)    # W x_1 w_r x_2 e_h
+    return (_bn_eval(m.decision.bn1, y) * m.entity[t]).sum()
 
 
 CASES = {
@@ -98,7 +99,7 @@ def build(name, seed=0):
     model = cls(cfg, ModelInputs(num_entities=E, num_relations=R), g)
     if isinstance(model, TuckER):
         with torch.no_grad():
-            for bn in (model.bn0, model.bn1):
+            for bn in (model.decision.bn0, model.decision.bn1):
                 bn.running_mean.normal_(0, 0.5, generator=g)
                 bn.running_var.uniform_(0.5, 2.0, generator=g)
                 bn.weight.uniform_(0.5, 1.5, generator=g)
@@ -159,6 +160,31 @@ def test_training_step_gives_finite_gradients(name):
         assert p.grad is None or torch.isfinite(p.grad).all(), key
 
 
+
+def test_tucker_training_scores_use_the_fast_masks_per_query():
+    # Train mode, written out per query: BN over the batch, then the dropout masks of layers.drop_mask
+    # (input, hidden per query (d_e, d_e), output) drawn in that order from torch's seed; version 2.
+    model = build("tucker").double().train()
+    dec, d = model.decision, model.cfg.entity_dim
+    h, r = queries()
+
+    def bn(m, x):
+        return (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + m.eps) * m.weight + m.bias
+
+    torch.manual_seed(11)
+    p0, p1, p2 = model.cfg.input_dropout, model.cfg.hidden_dropout1, model.cfg.hidden_dropout2
+    x = bn(dec.bn0, model.entity[h]).masked_fill(drop_mask((B, d), p0), 0.0) / (1 - p0)
+    hidden = drop_mask((B, d * d), p1).view(B, d, d)
+    y = torch.stack([x[b] @ (torch.einsum("k,kij->ij", model.relation[r[b]], dec.core)
+                             .masked_fill(hidden[b], 0.0) / (1 - p1)) for b in range(B)])
+    y = bn(dec.bn1, y).masked_fill(drop_mask((B, d), p2), 0.0) / (1 - p2)
+    want = torch.stack([torch.stack([(y[b] * model.entity[t]).sum() for t in range(E)]) for b in range(B)])
+    torch.manual_seed(11)
+    with torch.no_grad():
+        got = model.score_t(h, r)
+    assert_close(got, want.detach(), atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["transe_l1", "rotate", "pairre"])
 @pytest.mark.parametrize("elements", [1, 2 * B * 5])
 @pytest.mark.parametrize("grad", [False, True])
@@ -189,4 +215,4 @@ def test_train_defaults_use_training_config_keys():
                "label_smoothing", "num_negatives", "loss", "margin", "adversarial_temperature"}
     for cls, _, _ in CASES.values():
         assert set(cls.train_defaults) <= allowed, cls.__name__
-        assert cls.citation, cls.__name__
+    # citations live in mmkgbench.modelinfo since the light registry; tests/test_models.py checks them

@@ -192,7 +192,9 @@ def test_feature_table_fixed_policies_have_no_extra_parameter(policy):
 
 def test_a_run_fills_absent_rows_and_records_the_policy(tmp_path, monkeypatch):
     from mmkgbench.models import MODELS
-    from mmkgbench.run import build_model, grid_from_dict, resolve
+    from mmkgbench.runner import build_model
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.resolve import resolve
     from baselines.distmult import DistMult
 
     seen = {}
@@ -225,7 +227,7 @@ def test_a_run_fills_absent_rows_and_records_the_policy(tmp_path, monkeypatch):
 
 
 def test_grid_refuses_an_unknown_fill_policy():
-    from mmkgbench.run import GridError, grid_from_dict
+    from mmkgbench.grid import GridError, grid_from_dict
     with pytest.raises(GridError, match=r"\[inputs\] fill must be one of \['zeros', 'mean', 'learned'\]"):
         grid_from_dict({"models": ["distmult"], "datasets": ["synthetic_tiny"], "seeds": [0],
                         "inputs": {"fill": "random"}})

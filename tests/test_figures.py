@@ -1,16 +1,24 @@
 """Analysis figures (mmkgbench.figures) from small fixed frames: values, labels, files."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import BarContainer
 
-from mmkgbench.figures import (cd_diagram, gate_heatmap, mocme_modality_weights,
-                               modality_contribution, per_relation_figure, per_relation_mrr)
-from mmkgbench.plots import _pyplot, save_figure
+from mmkgbench import plots
+from mmkgbench.figures import (DRAW, bars, cd_diagram, check_view, heatmap, per_relation_figure, per_relation_mrr,
+                               view_frame)
+from mmkgbench.model import ModelInputs
+from mmkgbench.modelinfo import MODEL_INFO
+from mmkgbench.models import MODELS
+from mmkgbench.plots import pyplot, save_figure
 
 PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF-"
 
@@ -18,7 +26,7 @@ PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF-"
 @pytest.fixture(autouse=True)
 def _close_all():
     yield
-    _pyplot().close("all")
+    pyplot().close("all")
 
 
 def saved_ok(fig, tmp_path, name="x"):
@@ -77,7 +85,7 @@ def test_per_relation_mrr_refuses_different_queries():
 
 
 def test_per_relation_figure_pairs_bars_by_frequency(tmp_path):
-    plt = _pyplot()
+    plt = pyplot()
     frame = per_relation_mrr(per_query(RANKS_A), per_query(RANKS_B), relation_names=["born_in", "works_for", "cites"])
     fig = per_relation_figure(frame.iloc[::-1], names=("MoMoK", "MoCME"))      # sorts by itself
     ax = fig.axes[0]
@@ -101,10 +109,13 @@ def test_per_relation_figure_pairs_bars_by_frequency(tmp_path):
     plt.close(fig)
 
 
-# -- MoMoK expert gates ----------------------------------------------------------------------
+# -- interpretation views: heatmap --------------------------------------------------------------
 TAIL = {(0, "structure"): [0.7, 0.3], (0, "image"): [0.2, 0.8], (1, "structure"): [0.4, 0.6], (1, "image"): [0.5, 0.5]}
 HEAD = {(0, "structure"): [0.1, 0.9], (0, "image"): [0.6, 0.4], (1, "structure"): [0.8, 0.2], (1, "image"): [0.9, 0.1]}
 QUERY_COUNT = {("tail", 0): 2, ("head", 0): 6, ("tail", 1): 5, ("head", 1): 2}
+GATES = {"table": "expert_gates", "kind": "heatmap", "index": "relation", "columns": ["modality", "expert"],
+         "value": "weight", "where": {"direction": "tail"}, "order": ["structure", "*"], "range": [0.0, 1.0],
+         "value_label": "mean gate weight", "title": "gates (tail)"}
 
 
 def expert_gates():
@@ -117,44 +128,63 @@ def expert_gates():
     return pd.DataFrame(rows)
 
 
-def test_gate_heatmap_matrix_labels_and_separator(tmp_path):
-    plt = _pyplot()
-    fig = gate_heatmap(expert_gates())
+def test_heatmap_matrix_labels_and_separator(tmp_path):
+    plt = pyplot()
+    fig = heatmap(expert_gates(), GATES)
     ax = fig.axes[0]
-    # tail rows only: r1 (5 queries) above r0 (2); columns structure first, then image
+    # tail rows only: r1 (5 queries) above r0 (2); columns: structure first (the view's order), then image
     np.testing.assert_allclose(np.ma.getdata(ax.images[0].get_array()),
                                [[0.4, 0.6, 0.5, 0.5], [0.7, 0.3, 0.2, 0.8]])
-    assert ticks(ax.get_xticklabels()) == ["structure e0", "structure e1", "image e0", "image e1"]
-    assert ticks(ax.get_yticklabels()) == ["r1 (n=5)", "r0 (n=2)"]
+    assert ticks(ax.get_xticklabels()) == ["structure 0", "structure 1", "image 0", "image 1"]
+    assert ticks(ax.get_yticklabels()) == ["1 (n=5)", "0 (n=2)"]
     assert ax.images[0].get_clim() == (0.0, 1.0)
     assert fig.axes[1].get_ylabel() == "mean gate weight"             # the colorbar
-    assert [tuple(line.get_xdata()) for line in ax.lines] == [(1.5, 1.5)]   # one modality separator
-    assert ax.get_title() == "MoMoK expert gates (tail queries)"
+    assert [tuple(line.get_xdata()) for line in ax.lines] == [(1.5, 1.5)]   # one separator between modalities
+    assert ax.get_title() == "gates (tail)"
     assert ax.get_xlabel() == "modality × expert" and ax.get_ylabel() == "relation (queries)"
     saved_ok(fig, tmp_path)
     plt.close(fig)
-
-
-def test_gate_heatmap_both_directions_weighted_by_queries():
-    plt = _pyplot()
-    fig = gate_heatmap(expert_gates(), direction="both", relation_names={0: "born_in", 1: "cites"})
+    # without an order: modalities ascending; a labels column names the rows; the title from the caller
+    named = expert_gates().assign(relation_name=lambda f: f["relation"].map({0: "born_in", 1: "cites"}))
+    fig = heatmap(named, {**GATES, "order": None, "labels": "relation_name"}, title="DB15K: m gates")
     ax = fig.axes[0]
+    assert ticks(ax.get_xticklabels()) == ["image 0", "image 1", "structure 0", "structure 1"]
+    assert ticks(ax.get_yticklabels()) == ["cites (n=5)", "born_in (n=2)"]
+    assert ax.get_title() == "DB15K: m gates"
+    plt.close(fig)
+
+
+def test_heatmap_weighs_by_queries_and_keeps_max_rows():
+    plt = pyplot()
+    both = {k: v for k, v in GATES.items() if k != "where"}          # tail and head rows together
+    fig = heatmap(expert_gates(), both)
     # r0: 2 tail + 6 head queries, r1: 5 + 2
     expected = [[(0.7 * 2 + 0.1 * 6) / 8, (0.3 * 2 + 0.9 * 6) / 8, (0.2 * 2 + 0.6 * 6) / 8, (0.8 * 2 + 0.4 * 6) / 8],
                 [(0.4 * 5 + 0.8 * 2) / 7, (0.6 * 5 + 0.2 * 2) / 7, (0.5 * 5 + 0.9 * 2) / 7, (0.5 * 5 + 0.1 * 2) / 7]]
-    np.testing.assert_allclose(np.ma.getdata(ax.images[0].get_array()), expected)
-    assert ticks(ax.get_yticklabels()) == ["born_in (n=8)", "cites (n=7)"]
+    np.testing.assert_allclose(np.ma.getdata(fig.axes[0].images[0].get_array()), expected)
+    assert ticks(fig.axes[0].get_yticklabels()) == ["0 (n=8)", "1 (n=7)"]
     plt.close(fig)
-    fig = gate_heatmap(expert_gates(), direction="head", max_relations=1, title="gates")
+    frame = view_frame(expert_gates(), {**GATES, "where": {"direction": ["head"]}, "max_rows": 1})
+    assert frame.columns.tolist() == ["relation", "label", "modality", "expert", "weight", "queries"]
+    assert frame["relation"].tolist() == [0] * 4 and frame["queries"].tolist() == [6] * 4
+    np.testing.assert_allclose(frame["weight"], [0.1, 0.9, 0.6, 0.4])
+    # no queries column: plain means, rows by index, colour limits from the data
+    plain = expert_gates().drop(columns="queries")
+    fig = heatmap(plain, {**GATES, "range": None, "where": {}})
     ax = fig.axes[0]
-    np.testing.assert_allclose(np.ma.getdata(ax.images[0].get_array()), [[0.1, 0.9, 0.6, 0.4]])
-    assert ticks(ax.get_yticklabels()) == ["r0 (n=6)"] and ax.get_title() == "gates"
+    np.testing.assert_allclose(np.ma.getdata(ax.images[0].get_array())[0], [0.4, 0.6, 0.4, 0.6])   # r0
+    assert ticks(ax.get_yticklabels()) == ["0", "1"] and ax.get_ylabel() == "relation"
+    np.testing.assert_allclose(ax.images[0].get_clim(), (0.3, 0.7))     # r1: image 0 = 0.7, image 1 = 0.3
     plt.close(fig)
-    with pytest.raises(ValueError, match="direction"):
-        gate_heatmap(expert_gates(), direction="sideways")
 
 
-# -- MoMoK modality contribution -------------------------------------------------------------
+# -- interpretation views: bars -----------------------------------------------------------------
+FUSION = {"table": "fusion_weights", "kind": "bars", "x": "modality", "value": "weight",
+          "order": ["structure", "*"], "range": [0.0, 1.0], "value_label": "mean fusion weight"}
+DECISION = {"table": "decision_probability", "kind": "bars", "x": "modality", "value": "probability",
+            "order": ["structure", "*", "joint"], "range": [0.0, 1.0], "title": "decisions"}
+
+
 def fusion_weights():
     rows = [(0, "structure", 0.5, 3, "tail"), (0, "image", 0.3, 3, "tail"), (0, "text", 0.2, 3, "tail"),
             (1, "structure", 0.1, 1, "tail"), (1, "image", 0.6, 1, "tail"), (1, "text", 0.3, 1, "tail"),
@@ -172,31 +202,34 @@ def heights(ax):
     return [p.get_height() for c in ax.containers if isinstance(c, BarContainer) for p in c]
 
 
-def test_modality_contribution_query_weighted_panels(tmp_path):
-    plt = _pyplot()
-    fig = modality_contribution(fusion_weights(), decision_probability())
-    assert len(fig.axes) == 2
-    fusion, decision = fig.axes
-    assert ticks(fusion.get_xticklabels()) == ["structure", "image", "text"]
-    np.testing.assert_allclose(heights(fusion), [2.4 / 8, 2.3 / 8, 3.3 / 8])          # not the plain means
-    assert ticks(decision.get_xticklabels()) == ["structure", "image", "text", "joint"]
-    np.testing.assert_allclose(heights(decision), [1.2 / 4, 0.8 / 4, 1.2 / 4, 2.8 / 4])
-    assert fusion.get_ylabel() == "mean fusion weight (query-weighted)"
-    assert decision.get_ylabel() == "mean P(true answer) (query-weighted)"
-    assert fusion.get_title() == "adaptive fusion weight"
-    assert fig.get_suptitle() == "MoMoK modality contribution (training queries)"
+def test_bars_of_one_run_are_query_weighted_in_the_views_order(tmp_path):
+    plt = pyplot()
+    fig = bars(fusion_weights(), FUSION, title="DB15K: m fusion")
+    ax = fig.axes[0]
+    assert ticks(ax.get_xticklabels()) == ["structure", "image", "text"]
+    np.testing.assert_allclose(heights(ax), [2.4 / 8, 2.3 / 8, 3.3 / 8])          # not the plain means
+    assert [t.get_text() for t in ax.texts] == ["0.30", "0.29", "0.41"]          # the value labels
+    assert ax.get_ylabel() == "mean fusion weight (query-weighted)" and ax.get_xlabel() == "modality"
+    assert ax.get_title() == "DB15K: m fusion" and ax.get_ylim() == (0.0, 1.05)
     saved_ok(fig, tmp_path)
     plt.close(fig)
-    fig = modality_contribution(decision_probability=decision_probability(), title="FB15K: decisions")
-    assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "decision"
-    assert fig.get_suptitle() == "FB15K: decisions"
+    fig = bars(decision_probability(), DECISION)
+    ax = fig.axes[0]
+    assert ticks(ax.get_xticklabels()) == ["structure", "image", "text", "joint"]   # "*" between, joint last
+    np.testing.assert_allclose(heights(ax), [1.2 / 4, 0.8 / 4, 1.2 / 4, 2.8 / 4])
+    assert ax.get_title() == "decisions" and ax.get_ylabel() == "mean probability (query-weighted)"
     plt.close(fig)
-    with pytest.raises(ValueError, match="needs"):
-        modality_contribution()
+    drawn = view_frame(decision_probability(), DECISION)
+    assert drawn.columns.tolist() == ["modality", "probability", "queries"]
+    assert drawn["modality"].tolist() == ["structure", "image", "text", "joint"] and drawn["queries"].tolist() == [4] * 4
 
 
-# -- MoCME modality weights ------------------------------------------------------------------
-def mocme_frame():
+WEIGHTS = {"table": "modality_weights", "kind": "bars", "x": "modality", "value": "weight", "runs": "all",
+           "order": ["structure", "*"], "value_label": "mean modality weight"}
+
+
+def weights_of_runs():
+    """One modality_weights table per run (scenario, level, seed), concatenated as the report does."""
     rows = []
     cells = [("noisy", 0.5, {"structure": (0.6, 0.7), "image": (0.1, 0.2), "text": (0.3, 0.1)}),
              ("clean", 0.0, {"structure": (0.4, 0.5), "image": (0.35, 0.3), "text": (0.25, 0.2)}),
@@ -208,33 +241,107 @@ def mocme_frame():
     return pd.DataFrame(rows)
 
 
-def test_mocme_modality_weights_mean_and_std_over_seeds(tmp_path):
-    plt = _pyplot()
-    fig = mocme_modality_weights(mocme_frame())
+def test_bars_over_all_runs_group_by_scenario_cell_with_std_over_seeds(tmp_path):
+    plt = pyplot()
+    fig = bars(weights_of_runs(), WEIGHTS)
     ax = fig.axes[0]
-    assert ticks(ax.get_xticklabels()) == ["clean", "noisy 0.5", "missing 0.25"]     # clean first
+    assert ticks(ax.get_xticklabels()) == ["clean", "missing 0.25", "noisy 0.5"]     # clean first
     assert ticks(ax.get_legend().get_texts()) == ["structure", "image", "text"]
-    assert ax.get_legend().get_title().get_text() == "± 1 std over 2 seeds"
-    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
-    np.testing.assert_allclose([p.get_height() for p in bars[0]], [0.45, 0.65, 0.5])       # structure
-    np.testing.assert_allclose([p.get_height() for p in bars[1]], [0.325, 0.15, 0.25])     # image
-    np.testing.assert_allclose([p.get_height() for p in bars[2]], [0.225, 0.2, 0.25])      # text
-    segments = bars[0].errorbar.lines[2][0].get_segments()           # structure's ± 1 std (ddof=1)
+    assert ax.get_legend().get_title().get_text() == "modality; ± 1 std over 2 seeds"
+    drawn = [c for c in ax.containers if isinstance(c, BarContainer)]
+    np.testing.assert_allclose([p.get_height() for p in drawn[0]], [0.45, 0.5, 0.65])       # structure
+    np.testing.assert_allclose([p.get_height() for p in drawn[1]], [0.325, 0.25, 0.15])     # image
+    np.testing.assert_allclose([p.get_height() for p in drawn[2]], [0.225, 0.25, 0.2])      # text
+    segments = drawn[0].errorbar.lines[2][0].get_segments()           # structure's ± 1 std (ddof=1)
     half = [(s[1, 1] - s[0, 1]) / 2 for s in segments]
-    np.testing.assert_allclose(half, [0.1 / math.sqrt(2), 0.1 / math.sqrt(2), 0.0], atol=1e-12)
-    assert ax.get_ylabel() == "mean modality weight" and ax.get_title() == "MoCME modality weights"
+    np.testing.assert_allclose(half, [0.1 / math.sqrt(2), 0.0, 0.1 / math.sqrt(2)], atol=1e-12)
+    assert ax.get_ylabel() == "mean modality weight" and ax.get_title() == "modality weights"
     saved_ok(fig, tmp_path)
     plt.close(fig)
-    one = mocme_frame().query("seed == 0").drop(columns="seed")
-    fig = mocme_modality_weights(one, title="one seed")
+    one = weights_of_runs().query("seed == 0")
+    fig = bars(one, WEIGHTS, title="one seed")
     ax = fig.axes[0]
-    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
-    assert all(c.errorbar is None for c in bars) and ax.get_legend().get_title().get_text() == ""
-    np.testing.assert_allclose([p.get_height() for p in bars[0]], [0.4, 0.6, 0.5])
-    assert ax.get_title() == "one seed"
+    drawn = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert all(c.errorbar is None for c in drawn) and ax.get_legend().get_title().get_text() == "modality"
+    np.testing.assert_allclose([p.get_height() for p in drawn[0]], [0.4, 0.5, 0.6])
     plt.close(fig)
-    with pytest.raises(ValueError, match="seed column"):
-        mocme_modality_weights(mocme_frame().drop(columns="seed"))
+    frame = view_frame(weights_of_runs(), WEIGHTS)
+    assert frame.columns.tolist() == ["cell", "scenario", "level", "modality", "weight", "std", "seeds"]
+    assert frame["cell"].tolist()[:3] == ["clean"] * 3 and frame["seeds"].tolist() == [2] * 9
+    with pytest.raises(ValueError, match="lacks column.*seed"):
+        bars(weights_of_runs().drop(columns="seed"), WEIGHTS)
+
+
+# -- interpretation views: validation -----------------------------------------------------------
+@pytest.mark.parametrize("change, problem", [
+    ({"kind": "pie"}, "unknown kind 'pie'; choose from heatmap, bars"),
+    ({"index": None}, None),
+    ({"colour": "red"}, "unknown key.*colour"),
+    ({"value": "gate"}, "table 'expert_gates' lacks column.*gate.*has relation"),
+    ({"where": {"side": "tail"}}, "table 'expert_gates' lacks column.s. side"),
+    ({"runs": "all"}, "a heatmap draws one run"),
+    ({"runs": "some"}, "runs must be one of clean, all, not 'some'"),
+    ({"range": [1.0, 0.0]}, "range must be"),
+    ({"columns": []}, "columns must be"),
+    ({"max_rows": 0}, "max_rows"),
+])
+def test_check_view_names_the_run_and_the_view(change, problem):
+    view = {k: v for k, v in {**GATES, **change}.items() if v is not None}
+    problem = problem or "a heatmap needs index"
+    with pytest.raises(ValueError, match=f"^results/runs/abc: interpretation view 'gates': {problem}"):
+        check_view(view, expert_gates().columns, name="gates", where="results/runs/abc")
+    full = check_view(GATES, expert_gates().columns, name="expert_gates")
+    assert full["runs"] == "clean" and full["max_rows"] == 40 and full["labels"] is None
+    assert check_view({**FUSION, "title": None} | {"title": "x"}, name="f")["title"] == "x"
+    assert check_view(FUSION, name="fusion_weights")["title"] == "fusion weights"     # from the name
+    with pytest.raises(ValueError, match="heatmap\\(\\) got a bars view"):
+        heatmap(fusion_weights(), FUSION)
+    with pytest.raises(ValueError, match="no rows of table 'fusion_weights' match"):
+        bars(fusion_weights(), {**FUSION, "where": {"direction": "sideways"}})
+
+
+def test_source_names_no_model():
+    """The report draws what the runs declare: figures.py and outputs.py name no model, except the
+    default reference choice (outputs.PREFERRED_REFERENCES)."""
+    from mmkgbench import figures, outputs
+    names = {k.lower() for k in MODEL_INFO} | {i.name.lower() for i in MODEL_INFO.values()}
+    names -= {"complex"}          # ComplEx's key is an English word
+    for module in (figures, outputs, plots):
+        lines = inspect.getsource(module).lower().splitlines()
+        hits = [(i + 1, line) for i, line in enumerate(lines) if not line.startswith("preferred_references =")
+                and any(re.search(rf"\b{re.escape(n)}\b", line) for n in names)]
+        assert not hits, f"{module.__name__} names a model: {hits}"
+
+
+def build(name, data, seed=0):
+    import torch
+    cls = MODELS[name]
+    mods = data.modalities if cls.modalities == ("*",) else cls.modalities
+    inputs = ModelInputs(data.num_entities, 2 * data.num_relations,
+                         {m: torch.tensor(np.array(data.features[m])) for m in mods},
+                         {m: torch.tensor(np.array(data.present[m])) for m in mods})
+    sizes = {f.name for f in dataclasses.fields(cls.Config)}
+    cfg = cls.Config(**{k: v for k, v in {"dim": 8, "entity_dim": 8, "relation_dim": 4}.items() if k in sizes})
+    return cls(cfg, inputs, torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if MODELS[n].interpretation_views])
+def test_interpretation_views_of_every_model_draw_its_own_tables(name, tiny):
+    """Every declared view is valid JSON, reads columns its model's interpretation() returns, and draws."""
+    import torch
+    plt = pyplot()
+    model = build(name, tiny)
+    tables = model.interpretation(torch.tensor(np.array(tiny.train)))
+    views = MODELS[name].interpretation_views
+    assert json.loads(json.dumps(views)) == views                     # stored as interpretation.json
+    for vname, view in views.items():
+        assert view["table"] in tables, vname
+        frame = tables[view["table"]]
+        if check_view(view, name=vname)["runs"] == "all":             # what the report adds per run
+            frame = frame.assign(scenario="clean", level=0.0, seed=0)
+        fig = DRAW[view["kind"]](frame, check_view(view, frame.columns, name=vname))
+        assert np.isfinite(view_frame(frame, view).select_dtypes("number").to_numpy()).any()
+        plt.close(fig)
 
 
 # -- critical-difference diagram -------------------------------------------------------------
@@ -246,7 +353,7 @@ def thick(ax):
 
 
 def test_cd_diagram_layout_cliques_and_cd_bar(tmp_path):
-    plt = _pyplot()
+    plt = pyplot()
     fig = cd_diagram(RANKS, 1.5, n_blocks=8)
     ax = fig.axes[0]
     texts = {t.get_text(): t for t in ax.texts}
@@ -273,7 +380,7 @@ def test_cd_diagram_layout_cliques_and_cd_bar(tmp_path):
 
 
 def test_cd_diagram_given_cliques_and_descriptive_label():
-    plt = _pyplot()
+    plt = pyplot()
     fig = cd_diagram(RANKS, 1.5, cliques=[["B", "C", "D"]], descriptive=True, n_blocks=3, title="toy", alpha=0.1)
     ax = fig.axes[0]
     bars = thick(ax)

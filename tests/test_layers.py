@@ -1,4 +1,5 @@
-"""Shared layers: the fast dropout mask, the chunked masked contraction and the BCE, against torch's own."""
+"""Shared layers: the fast dropout mask, the chunked masked contraction and the BCE, against torch's own;
+the TuckER decision layer against its formula written out with the same masks."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmkgbench.layers import RESOLUTION, Dropout, bce_with_logits_mean, drop_mask, masked_contraction
+from mmkgbench.layers import (RESOLUTION, Dropout, TuckERDecision, bce_with_logits_mean, drop_mask,
+                              masked_contraction)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.4, 0.5])
@@ -71,6 +73,89 @@ def test_masked_contraction_rejects_a_wrong_width():
     with pytest.raises(ValueError, match="D\\*D = 16"):
         masked_contraction(torch.zeros(2, 4), torch.zeros(3, 15), torch.zeros(2, dtype=torch.long))
 
+
+
+def _bn_train(bn, x):
+    """BatchNorm1d in train mode, written out: batch mean and biased variance."""
+    mean, var = x.mean(0), x.var(0, unbiased=False)
+    return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias
+
+
+def _naive_decision(layer, e, r, seed):
+    """y_b = Drop_out(BN1(x_b W_b)), x = Drop_in(BN0(e)), W_b = Drop_hidden(sum_k r_bk W_k) for per-query
+    relation rows r (B, D_r); the masks drawn from torch's seed in the order the layer draws them (none
+    for a rate of 0)."""
+    torch.manual_seed(seed)
+    B, D = e.shape
+    p_in, p_hid, p_out = layer.input_dropout.p, layer.hidden_dropout, layer.output_dropout.p
+    mask = lambda shape, p: drop_mask(shape, p) if p > 0 else torch.zeros(shape, dtype=torch.bool)   # noqa: E731
+    x = _bn_train(layer.bn0, e).masked_fill(mask((B, D), p_in), 0.0) / (1 - p_in)
+    hidden = mask((B, D * D), p_hid).view(B, D, D)
+    y = torch.stack([x[b] @ (torch.einsum("k,kij->ij", r[b], layer.core).masked_fill(hidden[b], 0.0) / (1 - p_hid))
+                     for b in range(B)])
+    return _bn_train(layer.bn1, y).masked_fill(mask((B, D), p_out), 0.0) / (1 - p_out)
+
+
+def _decision(core_init="xavier_uniform", seed=0, **rates):
+    rates = {"input_dropout": 0.3, "hidden_dropout": 0.4, "output_dropout": 0.5, **rates}
+    return TuckERDecision(6, 3, core_init=core_init, generator=torch.Generator().manual_seed(seed), **rates)
+
+
+@pytest.mark.parametrize("with_index", [False, True])
+@pytest.mark.parametrize("rates", [{}, {"hidden_dropout": 0.0, "output_dropout": 0.1}])
+def test_tucker_decision_matches_its_formula_in_training(with_index, rates):
+    # Pins the numbers of MoMoK's decisions and of the TuckER baseline: BN in train mode, masks from
+    # drop_mask in the order input, hidden, output, the hidden one fresh per query.
+    layer = _decision(**rates).double().train()
+    g = torch.Generator().manual_seed(1)
+    B = 11
+    e = torch.randn(B, 6, generator=g, dtype=torch.float64)
+    table = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    rel = torch.randint(4, (B,), generator=g)
+    torch.manual_seed(7)
+    if with_index:
+        distinct, index = torch.unique(rel, return_inverse=True)
+        got = layer(e, table[distinct], index)
+    else:
+        got = layer(e, table[rel])
+    torch.testing.assert_close(got, _naive_decision(layer, e, table[rel], seed=7), rtol=1e-12, atol=1e-12)
+    torch.manual_seed(8)
+    assert not torch.equal(layer(e, table[rel]), got)            # fresh masks on each call
+
+
+def test_tucker_decision_in_eval_mode_is_the_plain_contraction():
+    layer = _decision().eval()
+    with torch.no_grad():
+        for bn in (layer.bn0, layer.bn1):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    g = torch.Generator().manual_seed(2)
+    e, r = torch.randn(5, 6, generator=g), torch.randn(5, 3, generator=g)
+    bn = lambda m, v: (v - m.running_mean) / torch.sqrt(m.running_var + m.eps) * m.weight + m.bias   # noqa: E731
+    want = bn(layer.bn1, torch.einsum("kij,bk,bi->bj", layer.core, r, bn(layer.bn0, e)))
+    torch.testing.assert_close(layer(e, r), want)
+
+
+def test_tucker_decision_core_init_draws_from_the_generator():
+    uniform, xavier = _decision("uniform", seed=3), _decision("xavier_uniform", seed=3)
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(uniform.core, torch.empty(3, 6, 6).uniform_(-1.0, 1.0, generator=g))   # TuckER's code
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(xavier.core, torch.nn.init.xavier_uniform_(torch.empty(3, 6, 6), generator=g))   # MoMoK's
+
+
+def test_tucker_decision_rejects_bad_settings_and_shapes():
+    with pytest.raises(ValueError, match="core_init must be one of"):
+        _decision("normal")
+    with pytest.raises(ValueError, match=r"hidden_dropout must be in \[0, 1\)"):
+        _decision(hidden_dropout=1.0)
+    layer = _decision()
+    with pytest.raises(ValueError, match=r"expected e \(B, 6\) and r \(\*, 3\)"):
+        layer(torch.zeros(2, 6), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="2 query entities but 3"):
+        layer(torch.zeros(2, 6), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="2 query entities but 1"):
+        layer(torch.zeros(2, 6), torch.zeros(3, 3), torch.zeros(1, dtype=torch.long))
 
 def test_bce_matches_torch_in_value_and_gradient():
     g = torch.Generator().manual_seed(0)

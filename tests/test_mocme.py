@@ -168,7 +168,9 @@ def test_learned_fill_gives_absent_entities_a_trainable_vector(tiny):
 
 
 def test_same_seed_same_numbers_through_training(tiny):
-    from mmkgbench.run import build_model, grid_from_dict, resolve
+    from mmkgbench.runner import build_model
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.resolve import resolve
     from mmkgbench.train import TrainConfig, train
     runs = []
     for _ in range(2):

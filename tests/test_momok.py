@@ -188,6 +188,92 @@ def test_momok_loglik_drops_the_log_variance_term():
     torch.testing.assert_close(club.loglik(x, y, "reference"), (-(mu - y) ** 2 / lv.exp() - lv).sum(1).mean())
 
 
+def club_step_inputs(tiny):
+    """Six queries, a smoothed multi-hot target, for the CLUB tests below."""
+    e, r = torch.tensor([0, 3, 5, 7, 9, 11]), torch.tensor([0, 1, 2, 3, 4, 5])
+    y = (torch.rand(6, tiny.num_entities, generator=torch.Generator().manual_seed(2)) < 0.2).float() * 0.9
+    return e, r, y + 1 / tiny.num_entities
+
+
+def test_default_club_axis_keeps_the_numbers(tiny):
+    """Golden values measured on the code before `club_axis` existed (git HEAD 5957d4d): the default
+    path's training loss (mu = 0.5, so the CLUB term weighs) and estimator loss for fixed seeds."""
+    model = build(tiny, seed=0, mu=0.5).train()
+    e, r, y = club_step_inputs(tiny)
+    torch.manual_seed(0)
+    loss = model.kvsall_loss(e, r, y)
+    torch.manual_seed(1)
+    aux = model.auxiliary_loss(e, r)
+    assert model.cfg.club_axis == "expert"
+    assert float(loss.detach()) == pytest.approx(2.8708839416503906, rel=1e-6)
+    assert float(aux.detach()) == pytest.approx(0.3874131143093109, rel=1e-6)
+
+
+def naive_prefix_club(model, experts, seed):
+    """The pre-fix code (zjukg/MoMoK before 3c3932c, models/modules.py MIEstimator.forward), restated:
+    idx1, idx2 = two distinct ints < K; x = strs[idx1], y = strs[idx2] (batch rows: (K, D) each);
+    CLUBSample: positive - negative with a permutation of the K rows, mean, / 2; mean over modalities.
+    The pair is drawn as our model draws it (torch.randperm(K)[:2]) so that the two share the RNG stream."""
+    torch.manual_seed(seed)
+    i, j = torch.randperm(model.cfg.num_experts)[:2].tolist()
+    terms = []
+    for m in model.names:
+        x, y = experts[m][i], experts[m][j]
+        mu, logvar = model.club[m].mu(x), model.club[m].logvar(x)
+        perm = torch.randperm(x.shape[0])
+        positive = -(mu - y) ** 2 / logvar.exp()
+        negative = -(mu - y[perm]) ** 2 / logvar.exp()
+        terms.append((positive.sum(-1) - negative.sum(-1)).mean() / 2.0)
+    return sum(terms) / len(terms)
+
+
+def test_prefix_club_axis_indexes_batch_rows_in_the_penalty(tiny):
+    prefix = build(tiny, club_axis="batch").train()
+    fixed = build(tiny).train()
+    g = torch.Generator().manual_seed(5)
+    experts = {m: torch.randn(7, 3, prefix.dims[m], generator=g) for m in prefix.names}    # B = 7, K = 3
+    for seed in range(3):
+        torch.manual_seed(seed)
+        got = prefix.club_penalty(experts)
+        torch.testing.assert_close(got, naive_prefix_club(prefix, experts, seed))
+        torch.manual_seed(seed)
+        assert not torch.allclose(got, fixed.club_penalty(experts))      # same weights, other axis
+
+
+def test_prefix_club_axis_indexes_batch_rows_in_the_estimator_step(tiny):
+    prefix = build(tiny, club_axis="batch").train()
+    fixed = build(tiny).train()
+    e, r, _ = club_step_inputs(tiny)
+    torch.manual_seed(4)
+    got = prefix.auxiliary_loss(e, r)
+    # Restated from the pre-fix train_estimator: learning_loss(strs[idx1], strs[idx2]) = -loglikeli,
+    # loglikeli = mean over the K rows of sum_d -(mu - y)^2 / 2 / e^logvar.
+    torch.manual_seed(4)
+    i, j = torch.randperm(3)[:2].tolist()
+    terms = []
+    for m in prefix.names:
+        with torch.no_grad():
+            outs = prefix.experts[m](prefix.entity[m](e))[1]                                 # (B, K, D)
+        x, y = outs[i], outs[j]
+        mu, logvar = prefix.club[m].mu(x), prefix.club[m].logvar(x)
+        terms.append(-(-(mu - y) ** 2 / 2.0 / logvar.exp()).sum(dim=1).mean(dim=0))
+    torch.testing.assert_close(got, sum(terms) / len(terms))
+    torch.manual_seed(4)
+    assert not torch.allclose(got, fixed.auxiliary_loss(e, r))
+    got.backward()
+    assert all(p.grad is not None for p in prefix.club.parameters())
+
+
+def test_prefix_club_axis_errors(tiny):
+    with pytest.raises(ValueError, match="club_axis must be 'expert' or 'batch', got 'experts'"):
+        MoMoKConfig(club_axis="experts")
+    with pytest.raises(ValueError, match="club_axis='batch' .* needs club_pairs='one'"):
+        MoMoKConfig(club_axis="batch", club_pairs="all")
+    model = build(tiny, club_axis="batch")
+    with pytest.raises(ValueError, match="batch rows i, j < num_experts = 3, but the batch has only 2 queries"):
+        model.club_penalty({m: torch.randn(2, 3, model.dims[m]) for m in model.names})
+
+
 def test_training_hook_alternates_model_and_estimator(tiny):
     """The loop steps the estimator with its own optimiser; the model optimiser never touches it."""
     from mmkgbench.train import TrainConfig, train
@@ -258,7 +344,8 @@ def test_momok_beats_structure_only_tucker_on_a_sparse_graph_with_informative_fe
 def test_ablation_variants_run_through_the_harness_and_save_the_gates(tmp_path):
     """Grid variants: one registered model under several names, each recorded as its own model."""
     from mmkgbench.results import load_config, load_interpretation, load_rows
-    from mmkgbench.run import grid_from_dict, run_grid
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.runner import run_grid
     grid = grid_from_dict({
         "models": ["momok", "momok_no_exid", "momok_text"], "datasets": ["synthetic_tiny"], "seeds": [0],
         "train": {"max_epochs": 2, "eval_every": 1, "batch_size": 64},
@@ -294,7 +381,7 @@ def test_ablation_variants_run_through_the_harness_and_save_the_gates(tmp_path):
     ({"x": {"model": "momok", "exidd": False}}, r"\[variants.x\]: unknown setting 'exidd' for momok"),
 ])
 def test_bad_variants_are_clear_errors(variants, problem):
-    from mmkgbench.run import GridError, grid_from_dict
+    from mmkgbench.grid import GridError, grid_from_dict
     with pytest.raises(GridError, match=problem):
         grid_from_dict({"models": ["momok", *variants], "datasets": ["synthetic_tiny"], "seeds": [0],
                         "variants": variants})
@@ -302,7 +389,7 @@ def test_bad_variants_are_clear_errors(variants, problem):
 
 @pytest.mark.parametrize("grid", ["momok-ablation-db15k", "momok-ablation-mkgw", "momok-ablation-synthetic"])
 def test_ablation_grids_list_the_papers_rows(grid):
-    from mmkgbench.run import load_grid
+    from mmkgbench.grid import load_grid
     cells = load_grid(grid).cells
     settings = {c.model: dict(c.model_overrides) for c in cells}
     assert len(settings) == 10

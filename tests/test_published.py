@@ -12,7 +12,8 @@ from mmkgbench.published import FOLDER, PUBLISHED, benchmark_of, load_published,
 from mmkgbench.tables import to_latex, to_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
-COLUMNS = ["run_id", "model", "dataset", "scenario", "level", "seed", "split", "side", "metric", "value", "protocol"]
+COLUMNS = ["run_id", "model", "dataset", "scenario", "scenario_version", "level", "seed", "split", "side", "metric",
+           "value", "protocol"]
 
 
 def cell(frame, row, dataset, metric):
@@ -24,7 +25,8 @@ def cell(frame, row, dataset, metric):
 def result_rows(entries, protocol="harness-v2", scenario="clean"):
     """Minimal stored result rows: (model, dataset, seed, metric, value)."""
     return pd.DataFrame([{"run_id": f"{model}-{dataset}-{seed}", "model": model, "dataset": dataset,
-                          "scenario": scenario, "level": 0.0, "seed": seed, "split": "test", "side": "both",
+                          "scenario": scenario, "scenario_version": 1, "level": 0.0, "seed": seed, "split": "test",
+                          "side": "both",
                           "metric": metric, "value": value, "protocol": protocol}
                          for model, dataset, seed, metric, value in entries], columns=COLUMNS)
 
@@ -122,6 +124,9 @@ def test_missing_column_is_refused(tmp_path):
     ("DB15K", "DB15K"), ("MKG-W+image+text@momok", "MKG-W"), ("DB15K+numeric+text~e5-small", "DB15K"),
     ("KVC16K", "KVC16K"), ("MKG-Y+image", "MKG-Y"), ("DB15K[clean]", None), ("MKG-W+image+text@momok[clean]", None),
     ("synthetic_small", None), ("TIVA", None), ("DB15K-small", None), ("MKG-WX", None),
+    # test kept as published: laid beside the paper; any other split policy is not
+    ("DB15K[clean-valid]", "DB15K"), ("DB15K+image+text@momok[clean-valid]", "DB15K"),
+    ("DB15K[as_published]", None), ("DB15K[tidy]", None), ("[clean-valid]", None),
 ])
 def test_benchmark_of(label, bench):
     assert benchmark_of(label) == bench
@@ -158,6 +163,22 @@ def test_tucker_on_db15k_beside_the_paper():
     tex = to_latex(table)
     assert r"\toprule" in tex and r"\textbf{39.57}" in tex and r"\textbf{90.00}" not in tex
     assert r"TuckER: $\Delta$" in tex and r"\label{tab:paper-momok-main}" in tex
+
+
+def test_clean_valid_runs_sit_beside_the_paper_under_their_label():
+    label = "DB15K+image+text@momok[clean-valid]"
+    rows = pd.concat([result_rows([("momok", label, 0, "mrr", 0.36), ("momok", label, 1, "mrr", 0.38)]),
+                      result_rows([("momok", "DB15K+image+text@momok[clean]", 0, "mrr", 0.9)])])
+    frame = paper_frame(rows, "momok-main")
+    mrr = cell(frame, "MoMoK", "DB15K", "mrr")
+    assert mrr["ours"] == pytest.approx(0.37) and mrr["seeds"] == 2 and mrr["ours_dataset"] == label
+    md = to_markdown(paper_table(frame))
+    assert label in md and "[clean-valid]: checkpoints selected on the valid split" in md
+    both = pd.concat([rows, result_rows([("momok", "DB15K+image+text@momok", 0, "mrr", 0.30)])])
+    with pytest.raises(ValueError, match=r"DB15K: DB15K\+image\+text@momok, DB15K\+image\+text@momok\[clean-valid\]"):
+        paper_frame(both, "momok-main")          # published and cleaned valid: the user says which
+    assert cell(paper_frame(both, "momok-main", datasets={"DB15K": label}), "MoMoK", "DB15K", "mrr")["ours"] \
+        == pytest.approx(0.37)
 
 
 def test_reference_protocol_is_chosen_by_prefix():

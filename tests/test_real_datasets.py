@@ -156,3 +156,25 @@ def test_db15k_openke_first_train_line_is_h_t_r(momok):
     first = (ROOT / "DB15K" / "train.txt").read_text(encoding="utf-8").split("\n", 1)[0].split()
     data = momok["DB15K"]
     assert first[:3] == [data.entities[11208], data.relations[117], data.entities[6404]]
+
+
+# README "Cleaned splits": valid lines kept by splits = "clean-valid", and the lines removed as
+# (in train, in test, repeated). Measured on the files; MKG-W and MKG-Y have nothing to remove.
+CLEAN_VALID = {
+    "DB15K": (73, {"in_train": 8_719, "in_test": 1_105, "duplicate": 7}),
+    "MKG-W": (4_276, {"in_train": 0, "in_test": 0, "duplicate": 0}),
+    "MKG-Y": (2_665, {"in_train": 0, "in_test": 0, "duplicate": 0}),
+    "Kuai16K": (22_485, {"in_train": 30, "in_test": 5, "duplicate": 3}),
+}
+
+
+@pytest.mark.parametrize("ds", NAMES)
+def test_clean_valid_counts_and_untouched_test(momok, ds):
+    from mmkgbench.audit import clean_valid
+    data = momok[ds]
+    out = clean_valid(data)
+    kept, removed = CLEAN_VALID[ds]
+    assert (len(out.valid), out.meta["valid_removed"]) == (kept, removed)
+    assert len(triple_set(out.valid)) == kept
+    assert not triple_set(out.valid) & (triple_set(data.train) | triple_set(data.test))
+    assert out.test.tobytes() == data.test.tobytes() and out.train.tobytes() == data.train.tobytes()

@@ -311,7 +311,7 @@ GRID = {"models": ["distmult", "momok"], "datasets": ["synthetic_tiny"], "seeds"
 
 
 def test_grid_scenario_forms_options_and_compositions():
-    from mmkgbench.run import grid_from_dict
+    from mmkgbench.grid import grid_from_dict
     grid = grid_from_dict({**GRID, "scenarios": {
         "clean": [0.0],
         "missing": [0.0, 0.5],
@@ -347,13 +347,14 @@ def test_grid_scenario_forms_options_and_compositions():
     ({"noisy": {"levels": []}}, "non-empty list of levels"),
 ])
 def test_grid_scenario_errors_are_clear(scenarios, message):
-    from mmkgbench.run import GridError, grid_from_dict
+    from mmkgbench.grid import GridError, grid_from_dict
     with pytest.raises(GridError, match=message):
         grid_from_dict({**GRID, "scenarios": scenarios})
 
 
 def test_level_zero_of_any_scenario_is_the_clean_run():
-    from mmkgbench.run import grid_from_dict, resolve, run_id_of
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.resolve import resolve, run_id_of
     data = load_dataset("synthetic_tiny")
     grid = grid_from_dict({**GRID, "models": ["momok"], "scenarios": {
         "clean": [0.0], "noisy": [0.0, 0.2], "missing": [0.0], "mixed": {"levels": [0.0], "steps": [
@@ -369,7 +370,8 @@ def test_level_zero_of_any_scenario_is_the_clean_run():
 
 def test_grid_runs_each_perturbation_once_and_saves_what_it_did(tmp_path):
     from mmkgbench.results import load_config, load_perturbation, load_rows
-    from mmkgbench.run import grid_from_dict, run_grid
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.runner import run_grid
     grid = grid_from_dict({**GRID, "scenarios": {
         "clean": [0.0], "missing": [0.0, 0.5],
         "sparse_missing": {"levels": [0.5], "steps": [{"scenario": "sparse", "level": 0.3},
@@ -414,7 +416,8 @@ def test_image_noise_lowers_a_multimodal_model_and_leaves_a_structure_only_one_a
     import dataclasses
 
     from mmkgbench.results import load_rows
-    from mmkgbench.run import grid_from_dict, pick_device, run_cell
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.runner import pick_device, run_cell
     from mmkgbench.synthetic import synthetic_mmkg
     data = synthetic_mmkg(num_entities=400, num_relations=8, num_triples=2000, modalities={"image": 32},
                           signal={"image": 1.0}, name="image_only")

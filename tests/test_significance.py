@@ -1,6 +1,9 @@
 """Paired tests against a reference model, from per-query ranks; Holm per table, BH over the grid."""
 from __future__ import annotations
 
+import json
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,15 +19,18 @@ def per_query(ranks, split="test"):
                          "rank_real": np.asarray(ranks, dtype=float)})
 
 
-def result_rows(runs):
-    """runs: (run_id, model, scenario, seed) -> result rows whose mrr/hits@1 are the per-query means."""
+def result_rows(runs, values=None, ties=None):
+    """runs: (run_id, model, scenario, seed) -> result rows whose mrr/hits@1 are the per-query means of
+    realistic ranks, or values[run_id] = {metric: value}; ties: run_id -> eval.tie in config_json."""
     out = []
     for rid, model, scenario, seed in runs:
-        r = PQ[rid]["rank_real"]
-        for metric, v in (("mrr", (1 / r).mean()), ("hits@1", (r <= 1).mean())):
+        r = PQ[rid]["rank_real"] if values is None else None
+        mine = values[rid] if values is not None else {"mrr": (1 / r).mean(), "hits@1": (r <= 1).mean()}
+        config = {"eval": {"tie": (ties or {}).get(rid, "realistic")}}
+        for metric, v in mine.items():
             out.append({"run_id": rid, "model": model, "dataset": "toy", "scenario": scenario, "level": 0.0 if
                         scenario == "clean" else 0.5, "seed": seed, "split": "test", "side": "both", "metric": metric,
-                        "value": v, "protocol": "harness-v2"})
+                        "value": v, "protocol": "harness-v2", "config_json": json.dumps(config)})
     return pd.DataFrame(out)
 
 
@@ -95,3 +101,71 @@ def test_runs_on_different_queries_are_refused():
 def test_reference_protocol_rows_are_not_tested():
     rows = result_rows(RUNS).assign(protocol="reference-v1")
     assert compare_to_reference(rows, PQ.__getitem__, reference="momok").empty
+
+
+def tied_per_query(seed, n=150, top=4):
+    """Per-query frame with many ties: rank_opt in 1..top-1, 0-2 more tied places, rank_real their mean."""
+    g = np.random.default_rng(seed)
+    opt = g.integers(1, top, 2 * n)
+    pess = opt + g.integers(0, 3, 2 * n)
+    return pd.DataFrame({"split": "test", "query_id": list(range(n)) * 2, "side": ["tail"] * n + ["head"] * n,
+                         "rank_opt": opt, "rank_pess": pess, "rank_real": (opt + pess) / 2,
+                         "rank_rand": g.integers(opt, pess + 1)})
+
+
+def table_values(pq, tie):
+    """What evaluate() puts in the table under `tie`, computed here by hand: MRR and Hits@1 of the rank
+    column, or for "expected" the exact means of 1/R and [R <= 1] over the tied places (fractions)."""
+    if tie == "expected":
+        blocks = list(zip(pq["rank_opt"], pq["rank_pess"]))
+        rr = [sum(Fraction(1, j) for j in range(a, b + 1)) / (b - a + 1) for a, b in blocks]
+        hit = [Fraction(1, b - a + 1) if a == 1 else Fraction(0) for a, b in blocks]
+        return {"mrr": float(sum(rr) / len(rr)), "hits@1": float(sum(hit) / len(hit))}
+    r = pq[{"optimistic": "rank_opt", "pessimistic": "rank_pess"}[tie]]
+    return {"mrr": float((1 / r).mean()), "hits@1": float((r <= 1).mean())}
+
+
+@pytest.mark.parametrize("tie", ["optimistic", "pessimistic", "expected"])
+def test_markers_test_the_rank_the_table_used(tie, monkeypatch):
+    """The paired difference is the difference of the table's values, under the runs' eval.tie;
+    realistic ranks would give another one (what this module did before it read eval.tie)."""
+    frames = {"m0": tied_per_query(1, top=6), "m1": tied_per_query(2, top=6), "r0": tied_per_query(3),
+              "r1": tied_per_query(4)}
+    monkeypatch.setitem(globals(), "PQ", frames)
+    runs = [("m0", "transe", "clean", 0), ("m1", "transe", "clean", 1), ("r0", "momok", "clean", 0),
+            ("r1", "momok", "clean", 1)]
+    values = {rid: table_values(frames[rid], tie) for rid in frames}
+    rows = result_rows(runs, values=values, ties=dict.fromkeys(frames, tie))
+    sig = compare_to_reference(rows, frames.__getitem__, reference="momok", metrics=("mrr", "hits@1"), resamples=500)
+    for metric in ("mrr", "hits@1"):
+        row = sig[sig["metric"] == metric].iloc[0]
+        table_diff = (values["m0"][metric] + values["m1"][metric]) / 2 - (values["r0"][metric] + values["r1"][metric]) / 2
+        assert row["diff"] == pytest.approx(table_diff, rel=1e-12, abs=1e-15)
+        if metric == "mrr":       # (Hits@1 of realistic and pessimistic ranks coincide: both need no tie at 1)
+            real = {rid: (1 / f["rank_real"]).mean() for rid, f in frames.items()}
+            real_diff = (real["m0"] + real["m1"]) / 2 - (real["r0"] + real["r1"]) / 2
+            assert abs(real_diff - table_diff) > 1e-3           # the realistic test would mark another number
+        # and the p-value is the test on those per-query scores, seed-averaged
+        a = (query_scores(frames["m0"], metric, tie=tie) + query_scores(frames["m1"], metric, tie=tie)) / 2
+        b = (query_scores(frames["r0"], metric, tie=tie) + query_scores(frames["r1"], metric, tie=tie)) / 2
+        ab = pd.concat([a, b], axis=1).sort_index()
+        assert row["p"] == stats.paired_test(ab.iloc[:, 0].to_numpy(), ab.iloc[:, 1].to_numpy(), resamples=500).p
+
+
+def test_model_and_reference_under_different_tie_rules_are_refused():
+    runs = [("ref0", "momok", "clean", 0), ("bad0", "transe", "clean", 0)]
+    rows = result_rows(runs, ties={"bad0": "optimistic"})
+    with pytest.raises(ValueError, match=r"transe \(optimistic\) and momok \(realistic\).*different tie rules"):
+        compare_to_reference(rows, PQ.__getitem__, reference="momok", metrics=("mrr",))
+
+
+def test_tie_rule_comes_from_config_json():
+    runs = [("ref0", "momok", "clean", 0), ("bad0", "transe", "clean", 0)]
+    legacy = result_rows(runs).assign(config_json=json.dumps({"eval": {"batch_size": 128}}))  # before eval.tie
+    now = result_rows(runs)
+    kw = dict(reference="momok", metrics=("mrr",), resamples=200)
+    assert compare_to_reference(legacy, PQ.__getitem__, **kw).equals(compare_to_reference(now, PQ.__getitem__, **kw))
+    with pytest.raises(ValueError, match="config_json"):
+        compare_to_reference(now.drop(columns="config_json"), PQ.__getitem__, **kw)
+    with pytest.raises(ValueError, match="unknown tie rule 'average'"):
+        compare_to_reference(now.assign(config_json=json.dumps({"eval": {"tie": "average"}})), PQ.__getitem__, **kw)

@@ -349,6 +349,14 @@ class MoCME(KGEModel):
         self.steps += 1
         return torch.cat(terms).mean()
 
+    # How the report draws the tables below (mmkgbench.model.KGEModel.interpretation_views): the mean
+    # modality weight under every scenario the model ran, ± std over seeds.
+    interpretation_views = {
+        "modality_weights": {"table": "modality_weights", "kind": "bars", "x": "modality", "value": "weight",
+                             "runs": "all", "order": [STRUCTURE, "*"], "range": [0.0, 1.0],
+                             "value_label": "mean modality weight", "title": "modality weights per scenario"},
+    }
+
     @torch.no_grad()
     def interpretation(self, triples: Tensor) -> dict[str, pd.DataFrame]:
         """Learned weights over all entities: `view_weights` (modality, view) and `modality_weights`,

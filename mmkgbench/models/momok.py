@@ -26,7 +26,8 @@ strictly increasing function of it computed without float32 saturation (see `com
 
 Switches (each recorded in the run's config): `variant`, `relation_temperature`, `gate_noise`,
 `adaptive_fusion`, `joint_training`, `exid`, `decision` (the paper's ablation rows), and the CLUB
-forms `club_pairs` / `club_loglik` where the paper and the code differ (methods.md §1.7).
+forms `club_pairs` / `club_loglik` where the paper and the code differ, and `club_axis`, the code's
+indexing before its CLUB fix (commit 3c3932c) (methods.md §1.7).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmkgbench.features import FeatureTable
-from mmkgbench.layers import Dropout, bce_with_logits_mean, drop_mask, linear, masked_contraction
+from mmkgbench.layers import Dropout, TuckERDecision, bce_with_logits_mean, linear
 from mmkgbench.model import KGEModel, ModelInputs, init_
 
 STRUCTURE, JOINT = "structure", "joint"
@@ -60,6 +61,11 @@ class MoMoKConfig:
     decision: str = "mean"           # "mean" (MuJoD) | "structure" | "joint" | a modality: rows (1.1)-(1.4)
     club_pairs: str = "one"          # "one": one random expert pair per step (code) | "all": every ordered pair (paper)
     club_loglik: str = "momok"       # "momok": -(mu-y)^2/(2 e^lv) (code) | "reference": CLUB's -(mu-y)^2/e^lv - lv
+    # Which axis of the (B, K, D) expert outputs the random pair (i, j) indexes, in the penalty and in the
+    # estimator's step. "expert": experts i and j over the batch (code since commit 3c3932c, 2025-06-12,
+    # and the paper). "batch": the code before that fix, strs[idx1] / strs[idx2] with idx in range(K),
+    # i.e. batch rows i, j < K, each holding its K expert outputs as CLUB's samples (methods.md §1.7).
+    club_axis: str = "expert"
     fusion_heads: int = 2
     fusion_dropout: float = 0.2
     input_dropout: float = 0.3
@@ -70,6 +76,9 @@ class MoMoKConfig:
         checks = [(self.variant in ("code", "paper"), f"variant must be 'code' or 'paper', got {self.variant!r}"),
                   (self.club_pairs in ("one", "all"), f"club_pairs must be 'one' or 'all', got {self.club_pairs!r}"),
                   (self.club_loglik in ("momok", "reference"), f"club_loglik must be 'momok' or 'reference', got {self.club_loglik!r}"),
+                  (self.club_axis in ("expert", "batch"), f"club_axis must be 'expert' or 'batch', got {self.club_axis!r}"),
+                  (not (self.club_axis == "batch" and self.club_pairs == "all"),
+                   "club_axis='batch' is the pre-fix code, which draws one pair: it needs club_pairs='one'"),
                   (self.num_experts >= 1, "num_experts must be >= 1"),
                   (not (self.exid and self.num_experts < 2), "ExID needs num_experts >= 2 (or exid = false)")]
         for ok, msg in checks:
@@ -128,35 +137,11 @@ class Fusion(nn.Module):
         return fused, weights
 
 
-class TuckerDecision(nn.Module):
-    """One modality's TuckER scorer [code layers/layer.py:L72-L97]: query (B, D), relation (B, D_r) -> (B, D).
-
-    y = Drop_0.5(BN1(x W_b)), x = Drop_0.3(BN0(e)), W_b = Drop_0.4(reshape(r_b C)) per query: the
-    hidden dropout draws a fresh (D, D) mask for every query, as the code does.
-    """
-
-    def __init__(self, dim: int, rel_dim: int, cfg: MoMoKConfig, generator: torch.Generator):
-        super().__init__()
-        self.core = nn.Parameter(torch.empty(rel_dim, dim, dim))
-        init_(self.core, "xavier_uniform", generator)
-        self.bn0, self.bn1 = nn.BatchNorm1d(dim), nn.BatchNorm1d(dim)
-        self.drop0, self.drop2 = Dropout(cfg.input_dropout), Dropout(cfg.output_dropout)
-        self.p_hidden = cfg.hidden_dropout
-
-    def forward(self, e: Tensor, r: Tensor, index: Tensor | None = None) -> Tensor:
-        """e (B, D); r (B, D_r), or with `index` (B,) the (U, D_r) embeddings of the distinct relations
-        the queries use: then r C is computed U times instead of B (about 200 vs 1024 in a DB15K batch),
-        the same numbers for a fifth of the core's flops."""
-        d = e.shape[1]
-        x = self.drop0(self.bn0(e))
-        # The dropout's 1/(1 - p) is folded into r (a few KB); the per-query mask is applied chunk by
-        # chunk inside the contraction, so no (B, D, D) tensor is ever built (docs/performance.md).
-        dropping = self.training and self.p_hidden > 0
-        w = (r / (1.0 - self.p_hidden) if dropping else r) @ self.core.reshape(r.shape[1], -1)
-        if index is None:
-            index = torch.arange(len(w), device=w.device)
-        mask = drop_mask((len(index), d * d), self.p_hidden, w.device) if dropping else None
-        return self.drop2(self.bn1(masked_contraction(x, w, index, mask)))
+def tucker_decision(dim: int, rel_dim: int, cfg: MoMoKConfig, generator: torch.Generator) -> TuckERDecision:
+    """One modality's TuckER scorer [code layers/layer.py:L72-L97]: query (B, D), relation (B, D_r) -> (B, D),
+    the shared layer (mmkgbench.layers.TuckERDecision) with MoMoK's dropouts and its Xavier-uniform core."""
+    return TuckERDecision(dim, rel_dim, input_dropout=cfg.input_dropout, hidden_dropout=cfg.hidden_dropout,
+                          output_dropout=cfg.output_dropout, core_init="xavier_uniform", generator=generator)
 
 
 class CLUB(nn.Module):
@@ -223,12 +208,12 @@ class MoMoK(KGEModel):
         gate_from = "input" if cfg.variant == "code" else "experts"
         self.experts = nn.ModuleDict({m: Experts(self.dims[m], cfg.num_experts, gate_from=gate_from,
                                                  noise=cfg.gate_noise, generator=generator) for m in self.names})
-        self.decide = nn.ModuleDict({m: TuckerDecision(self.dims[m], dr, cfg, generator) for m in self.names})
+        self.decide = nn.ModuleDict({m: tucker_decision(self.dims[m], dr, cfg, generator) for m in self.names})
         dims = [self.dims[m] for m in self.names]
         self.fuse_entity = Fusion(dims, d, cfg.fusion_heads, cfg.fusion_dropout, cfg.adaptive_fusion, generator)
         self.fuse_relation = Fusion([dr] * len(self.names), d, cfg.fusion_heads, cfg.fusion_dropout,
                                     cfg.adaptive_fusion, generator)
-        self.decide[JOINT] = TuckerDecision(d, d, cfg, generator)
+        self.decide[JOINT] = tucker_decision(d, d, cfg, generator)
         if cfg.exid:
             self.club = nn.ModuleDict({m: CLUB(self.dims[m], generator) for m in self.names})
         self._cache: tuple | None = None
@@ -313,8 +298,20 @@ class MoMoK(KGEModel):
         pairs, terms = self._pairs(), []
         for m in self.names:
             x = experts[m]
-            terms += [self.club[m].upper_bound(x[:, i], x[:, j], self.cfg.club_pairs == "all") for i, j in pairs]
+            terms += [self.club[m].upper_bound(*self.club_samples(x, i, j), self.cfg.club_pairs == "all")
+                      for i, j in pairs]
         return torch.stack(terms).mean()
+
+    def club_samples(self, x: Tensor, i: int, j: int) -> tuple[Tensor, Tensor]:
+        """The CLUB pair (x, y) from one modality's expert outputs x (B, K, D), by `club_axis`:
+        "expert": experts i and j, (B, D) each; "batch" (pre-fix code): batch rows i and j, (K, D) each."""
+        if self.cfg.club_axis == "expert":
+            return x[:, i], x[:, j]
+        if len(x) < self.cfg.num_experts:
+            # The pre-fix code indexes rows < K of the batch; with fewer rows it fails (IndexError) too.
+            raise ValueError(f"MoMoK club_axis='batch' compares batch rows i, j < num_experts = "
+                             f"{self.cfg.num_experts}, but the batch has only {len(x)} queries")
+        return x[i], x[j]
 
     def auxiliary_parameters(self) -> list:
         return list(self.club.parameters()) if self.cfg.exid else []
@@ -325,8 +322,24 @@ class MoMoK(KGEModel):
         for m in self.names:
             with torch.no_grad():
                 x = self.experts[m](self.entity[m](h))[1]
-            terms += [-self.club[m].loglik(x[:, i], x[:, j], self.cfg.club_loglik) for i, j in pairs]
+            terms += [-self.club[m].loglik(*self.club_samples(x, i, j), self.cfg.club_loglik) for i, j in pairs]
         return torch.stack(terms).mean()
+
+    # How the report draws the tables below (mmkgbench.model.KGEModel.interpretation_views), from the
+    # clean run of the lowest seed: structure first, the features, the joint decision last (self.names).
+    interpretation_views = {
+        "expert_gates": {"table": "expert_gates", "kind": "heatmap", "index": "relation", "labels": "relation_name",
+                         "columns": ["modality", "expert"], "value": "weight", "where": {"direction": "tail"},
+                         "order": [STRUCTURE, "*"], "range": [0.0, 1.0], "value_label": "mean gate weight",
+                         "title": "expert gates (tail queries)"},
+        "fusion_weights": {"table": "fusion_weights", "kind": "bars", "x": "modality", "value": "weight",
+                           "order": [STRUCTURE, "*"], "range": [0.0, 1.0], "value_label": "mean fusion weight",
+                           "title": "adaptive fusion weight per modality"},
+        "decision_probability": {"table": "decision_probability", "kind": "bars", "x": "modality",
+                                 "value": "probability", "order": [STRUCTURE, "*", JOINT], "range": [0.0, 1.0],
+                                 "value_label": "mean P(true answer)",
+                                 "title": "each decision's probability of the true answer"},
+    }
 
     @torch.no_grad()
     def interpretation(self, triples: Tensor, max_queries: int = 20000) -> dict[str, pd.DataFrame]:

@@ -8,11 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import mmkgbench.run as run_mod
+import mmkgbench.runner as run_mod
+from mmkgbench.protocol import PROTOCOL
 from mmkgbench.cli import main
 from mmkgbench.models import MODELS
 from mmkgbench.results import ROW_COLUMNS, clean_stale, load_config, load_per_query, load_rows, runs_dir
-from mmkgbench.run import GRID_DIR, GridError, grid_from_dict, load_grid, resolve, run_grid, run_id_of
+from mmkgbench.grid import GRID_DIR, GridError, grid_from_dict, load_grid
+from mmkgbench.resolve import resolve, run_id_of
+from mmkgbench.runner import run_grid
 from mmkgbench.train import TrainingDiverged
 
 TINY_GRID = {"models": ["distmult", "tucker"], "datasets": ["synthetic_tiny"], "seeds": [0],
@@ -121,20 +124,20 @@ def test_end_to_end_grid_resume_and_report(tmp_path, capsys):
 
 def test_interrupted_grid_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
     grid = grid_from_dict(TINY_GRID)
-    real = run_mod.run_cell
+    real = run_mod.run_cells
     calls = []
 
-    def interrupting(cell, *a, **kw):
-        calls.append(cell.model)
+    def interrupting(cells, *a, **kw):
+        calls.append(cells[0].model)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(cell, *a, **kw)
+        return real(cells, *a, **kw)
 
-    monkeypatch.setattr(run_mod, "run_cell", interrupting)
+    monkeypatch.setattr(run_mod, "run_cells", interrupting)
     with pytest.raises(KeyboardInterrupt):
         run_grid(grid, tmp_path, progress=False, log=quiet)
     assert len(load_rows(tmp_path)["run_id"].unique()) == 1
-    monkeypatch.setattr(run_mod, "run_cell", real)
+    monkeypatch.setattr(run_mod, "run_cells", real)
     out = run_grid(grid, tmp_path, progress=False, log=quiet)
     assert len(out["skipped"]) == 1 and len(out["done"]) == 1
 
@@ -223,7 +226,7 @@ def test_same_seed_same_numbers_in_two_processes(tmp_path):
     grid = {"models": ["distmult"], "datasets": ["synthetic"], "seeds": [0],
             "train": {"max_epochs": 3, "eval_every": 3, "batch_size": 256, "num_negatives": 32, "lr": 0.01},
             "overrides": {"distmult": {"dim": 32}}}
-    script = ("import sys; from mmkgbench.run import grid_from_dict, run_grid; "
+    script = ("import sys; from mmkgbench.grid import grid_from_dict; from mmkgbench.runner import run_grid; "
               f"run_grid(grid_from_dict({grid!r}), sys.argv[1], progress=False, log=lambda *a: None)")
     root = Path(__file__).resolve().parents[1]
     for name in ("a", "b"):
@@ -245,7 +248,7 @@ def test_reference_protocol_config_is_recorded_and_a_new_run(tiny):
     assert ref.protocol == "reference" and "reference protocol" in ref.label()
     assert grid_from_dict(TINY_GRID, protocol="reference").cells[1] == ref      # the CLI's --protocol
     a, b = resolve(harness, tiny), resolve(ref, tiny)
-    assert (a["protocol"], b["protocol"]) == (run_mod.PROTOCOL, "reference-v1")
+    assert (a["protocol"], b["protocol"]) == (PROTOCOL, "reference-v1")
     assert run_id_of(a) != run_id_of(b)
     assert a["eval"]["tie"] == "realistic" and b["eval"]["tie"] == "random"
     assert b["train"]["patience"] >= b["train"]["max_epochs"]          # the reference never stops early
@@ -279,7 +282,7 @@ def test_reference_protocol_keeps_the_best_of_each_metric_on_test(tmp_path, caps
     run_grid(grid_from_dict(spec), tmp_path, progress=False, log=quiet)
     from mmkgbench.report import markdown_table, summarise
     summ = summarise(load_rows(tmp_path))
-    assert set(summ["protocol"]) == {run_mod.PROTOCOL, "reference-v1"} and (summ["n_seeds"] == 1).all()
+    assert set(summ["protocol"]) == {PROTOCOL, "reference-v1"} and (summ["n_seeds"] == 1).all()
     text = markdown_table(load_rows(tmp_path))
     assert "realistic ranks" in text and "reference-v1 protocol" in text
     assert main(["--results", str(tmp_path), "report", "--format", "md"]) == 0
@@ -287,7 +290,7 @@ def test_reference_protocol_keeps_the_best_of_each_metric_on_test(tmp_path, caps
     proto = (tmp_path / "tables" / "protocol.md").read_text()
     inflation = summ.pivot_table(index="metric", columns="protocol", values="mean").loc["mrr"]
     assert "tucker: inflation" in proto and \
-        f"{(inflation['reference-v1'] - inflation[run_mod.PROTOCOL]) * 100:.2f}" in proto
+        f"{(inflation['reference-v1'] - inflation[PROTOCOL]) * 100:.2f}" in proto
 
 
 def test_best_per_metric_takes_each_metric_separately():

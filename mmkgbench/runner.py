@@ -1,0 +1,279 @@
+"""Executing cells and grids: train, select, evaluate, store; resumable.
+
+`run_grid` runs every cell of a grid that is not stored yet. Cells whose configs differ only in a
+model's scoring fields (mmkgbench.resolve.training_id) are one training: the model is trained and
+its checkpoint selected once, then each cell's scoring is switched on (`KGEModel.rescore`), its
+splits are evaluated and its run is stored under its own run id. The protocol object
+(mmkgbench.protocol) says which split is watched, which splits are stored and what the rows say; this
+module tests for no protocol or model by name.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import platform
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmkgbench.data import MMKG
+from mmkgbench.datasets import load_dataset
+from mmkgbench.evaluate import EvalConfig, evaluate
+from mmkgbench.features import fill_features
+from mmkgbench.grid import INPUT_DEFAULTS, Cell, Grid
+from mmkgbench.model import ModelInputs
+from mmkgbench.protocol import BY_VERSION
+from mmkgbench.ranking import KnownAnswers
+from mmkgbench.resolve import (code_version, model_modalities, resolve, run_id_of, scoring_of, training_config,
+                               training_id)
+from mmkgbench.results import ROW_COLUMNS, clean_stale, is_done, write_failure, write_run
+from mmkgbench.scenarios import apply_steps, perturbation
+from mmkgbench.train import TrainConfig, best_per_metric, train
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """Chosen once per process: CUDA when present (or asked for), else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    return dev
+
+
+def build_model(cell: Cell, config: dict, data: MMKG):
+    """The model of a cell on the CPU, initialised from a generator derived from the seed."""
+    cls = cell.model_class
+    wanted = model_modalities(cls, data)
+    fill = config["inputs"].get("fill", INPUT_DEFAULTS["fill"])
+    present = {m: torch.from_numpy(np.array(data.present[m])) for m in wanted}
+    # Absent rows are filled here, so no model ever reads whatever a loader or scenario left there.
+    features = {m: fill_features(torch.from_numpy(np.array(data.features[m])), present[m], fill) for m in wanted}
+    inputs = ModelInputs(num_entities=data.num_entities, num_relations=2 * data.num_relations,
+                         features=features, present=present, fill=fill)
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cell.seed, 1]).generate_state(1)[0]))
+    return cls(cls.Config(**config["model_config"]), inputs, gen)
+
+
+def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bool = False) -> tuple[str, dict]:
+    """Train, select, evaluate and store one cell. Returns (run_id, config)."""
+    (rid, config), = run_cells([cell], data, root, device=device, progress=progress)
+    return rid, config
+
+
+def run_cells(cells: list[Cell], data: MMKG, root, *, device: torch.device,
+              progress: bool = False) -> list[tuple[str, dict]]:
+    """Train once for cells that share a training (the same `training_id`), then evaluate and store
+    each cell under its own run id. Returns [(run_id, config)] in the order of `cells`.
+
+    The protocol decides the rest: under "harness" valid is watched (checkpoint selection, early
+    stopping) and valid and test are stored; under "reference" test is watched and the stored test
+    rows hold the best value of each metric over those evaluations (train.best_per_metric), with the
+    per-query ranks of the checkpoint with the best test MRR.
+    """
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    configs = [resolve(c, data) for c in cells]
+    cls = cells[0].model_class
+    shared = {training_id(cfg, c.model_class) for c, cfg in zip(cells, configs)}
+    if len(shared) != 1:
+        raise ValueError(f"run_cells: the cells {[c.label() for c in cells]} do not share one training")
+    lead, lead_config = cells[0], configs[0]
+    protocol = BY_VERSION[lead_config["protocol"]]
+    perturbed = apply_steps(data, [(s["name"], s["level"], s["options"])
+                                   for s in lead_config["scenario"].get("steps", [])], lead.seed)
+    tcfg, ecfg = TrainConfig(**lead_config["train"]), EvalConfig(**lead_config["eval"])
+    R = perturbed.num_relations
+    # Filters are built from the unperturbed splits: a scenario changes what a model sees, never
+    # which answers count as true.
+    parts = {"train": data.train, "valid": data.valid, "test": data.test}
+    known = {split: KnownAnswers(np.concatenate([parts[s] for s in protocol.filter_splits(split, ecfg)]), R).to(device)
+             for split in {protocol.watched, *protocol.stored_splits}}
+    triples = {"valid": perturbed.valid, "test": perturbed.test}
+    devices = [device.index or 0] if device.type == "cuda" else []
+    out = []
+    with torch.random.fork_rng(devices=devices), deterministic(device):
+        torch.manual_seed(lead.seed)            # dropout draws from the global RNG: seed it, scoped to this run
+        model = build_model(lead, lead_config, perturbed).to(device)
+        # A shared training watches (selects on) the scoring of the training config: the defaults
+        # (MoMoK's mean decision) where scoring fields are shared, the cell's own otherwise.
+        model.rescore(**scoring_of(training_config(lead_config, cls), cls))
+        result = train(model, perturbed.train, R, perturbed.num_entities, tcfg, valid_triples=triples[protocol.watched],
+                       known_valid=known[protocol.watched], eval_cfg=ecfg, device=device, seed=lead.seed,
+                       progress=progress, desc=lead.label(), watched=protocol.watched)
+        # What the model says about itself (MoMoK: expert gates per relation), on the training split.
+        extra = model.interpretation(torch.from_numpy(np.array(perturbed.train)).to(device))
+        for frame in extra.values():
+            if "relation" in frame.columns:
+                frame.insert(frame.columns.get_loc("relation") + 1, "relation_name",
+                             [perturbed.relations[i] for i in frame["relation"]])
+        train_wall = time.perf_counter() - t0
+        for cell, config in zip(cells, configs):
+            t1 = time.perf_counter()
+            model.rescore(**scoring_of(config, cls))
+            evals = {split: evaluate(model, triples[split], known[split], num_relations=R, cfg=ecfg, device=device,
+                                     seed=cell.seed) for split in protocol.stored_splits}
+            if protocol.best_per_metric:
+                # Side "both" holds the best of each metric over the evaluations (the reference's report);
+                # head and tail are left out, because the reference code never reports them that way.
+                evals["test"].metrics = {"both": best_per_metric(result.history, protocol.watched)}
+            wall = train_wall + time.perf_counter() - t1
+            rid = _store(root, cell, config, perturbed, model, result, evals, extra, device=device, started=started,
+                         wall=wall, training=training_id(config, cls), shared_with=len(cells))
+            out.append((rid, config))
+    return out
+
+
+def _store(root, cell: Cell, config: dict, perturbed: MMKG, model, result, evals: dict, extra: dict, *,
+           device, started: str, wall: float, training: str, shared_with: int) -> str:
+    """Write one evaluated cell as a run folder (mmkgbench.results.write_run); returns its run id."""
+    rid = run_id_of(config)
+    protocol = BY_VERSION[config["protocol"]]
+    record = perturbation(perturbed)
+    config_json = json.dumps(config, sort_keys=True, default=str)
+    common = {"run_id": rid, "model": cell.model, "model_version": config["model_version"], "dataset": perturbed.name,
+              "scenario": config["scenario"]["name"],
+              "scenario_version": config["scenario"]["version"], "level": config["scenario"]["level"],
+              "seed": cell.seed, "source": "bench", "protocol": config["protocol"],
+              "selection": protocol.selection or result.selection["rule"],
+              "best_epoch": result.best_epoch, "epochs": result.epochs,
+              "dataset_fingerprint": config["dataset"]["fingerprint"], "code_version": code_version(),
+              "device": device_name(device), "started_at": started, "wall_s": round(wall, 3),
+              "train_s": round(result.seconds, 3), "config_json": config_json}
+    rows = [{**common, "split": split, "side": side, "metric": metric, "value": value,
+             "filter": config["filter"][split]}
+            for split, ev in evals.items() for side, ms in ev.metrics.items() for metric, value in ms.items()]
+    per_query = pd.concat([ev.per_query.assign(split=split) for split, ev in evals.items()], ignore_index=True)
+    per_query.insert(0, "run_id", rid)
+    provenance = {"run_id": rid, "config": config, "code_version": common["code_version"],
+                  "training": {"id": training, "cells": shared_with},
+                  "deterministic_algorithms": device.type == "cpu",
+                  "device": common["device"], "torch": torch.__version__, "started_at": started,
+                  "wall_s": wall, "train": {k: v for k, v in dataclasses.asdict(result).items() if k != "history"},
+                  "dataset_summary": perturbed.summary(), "perturbed_fingerprint": perturbed.fingerprint(),
+                  "perturbation": {k: list(v.shape) for k, v in record.items()}}
+    write_run(root, rid, provenance, pd.DataFrame(rows, columns=ROW_COLUMNS), per_query,
+              pd.DataFrame(result.history), extra, arrays=record)
+    return rid
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device):
+    """Deterministic kernels on the CPU, for the duration of one run.
+
+    With several threads, some CPU kernels (the accumulating index_put behind embedding gradients)
+    sum in an order that varies between processes, so the same seed gave slightly different
+    numbers in two processes; deterministic kernels make it bit-identical (tests/test_runner.py). On
+    CUDA they are left off (they need a cuBLAS workspace setting and cost speed), as in PyKEEN and
+    LibKGE.
+    """
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(device.type == "cpu" or before)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+class GridPlan:
+    """A grid's cells resolved against their data: run ids, and the trainings that serve them.
+
+    runs: [(cell index, cell, run id, training id, config)], one per distinct run id in grid order;
+    duplicates: [(cell index, index of the cell it repeats, run id)] (e.g. noisy at level 0 = the clean run).
+    """
+
+    def __init__(self, grid: Grid, *, fetch_missing: bool = False, mirror: str | None = None):
+        self.datasets: dict[str, MMKG] = {}
+        self.runs, self.duplicates = [], []
+        seen: dict[str, int] = {}
+        for i, cell in enumerate(grid.cells, 1):
+            key = repr(cell.dataset)
+            if key not in self.datasets:
+                self.datasets[key] = load_dataset(cell.dataset_spec, base=grid.path.parent if grid.path else None,
+                                                  fetch_missing=fetch_missing, mirror=mirror)
+            config = resolve(cell, self.datasets[key])
+            rid = run_id_of(config)
+            if rid in seen:
+                self.duplicates.append((i, seen[rid], rid))
+                continue
+            seen[rid] = i
+            self.runs.append((i, cell, rid, training_id(config, cell.model_class), config))
+
+    def data(self, cell: Cell) -> MMKG:
+        return self.datasets[repr(cell.dataset)]
+
+    @property
+    def run_ids(self) -> set[str]:
+        return {rid for _, _, rid, _, _ in self.runs}
+
+    @property
+    def trainings(self) -> int:
+        return len({tid for *_, tid, _ in self.runs})
+
+
+def grid_run_ids(grid: Grid) -> set[str]:
+    """The run ids of a grid under the current code (what `report --grid` reports)."""
+    return GridPlan(grid).run_ids
+
+
+def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, progress: bool = True,
+             log=print, fetch_missing: bool = False, mirror: str | None = None) -> dict:
+    """Run every cell of `grid` not yet stored under `root`. Failed cells are recorded and skipped.
+
+    Every data set is loaded and every cell resolved before the first training starts, so a bad
+    data set or setting stops the grid before anything trains. Returns {"done": [...run ids...],
+    "skipped": [...], "failed": [(cell label, error)], "trainings": number of trainings run}.
+    """
+    device = device or pick_device()
+    root = Path(root)
+    clean_stale(root)
+    plan = GridPlan(grid, fetch_missing=fetch_missing, mirror=mirror)
+    out = {"done": [], "skipped": [], "failed": [], "trainings": 0}
+    n = len(grid.cells)
+    for i, j, rid in plan.duplicates:
+        out["skipped"].append(rid)
+        log(f"[{i}/{n}] {grid.cells[i - 1].label()}: the same run as cell {j} (identical inputs), skipped")
+    groups: dict[str, list] = {}
+    for entry in plan.runs:
+        groups.setdefault(entry[3], []).append(entry)
+    for tid, entries in groups.items():
+        pending = []
+        for i, cell, rid, _, _ in entries:
+            if is_done(root, rid):
+                out["skipped"].append(rid)
+                log(f"[{i}/{n}] {cell.label()}: done before ({rid}), skipped")
+            else:
+                pending.append((i, cell, rid))
+        if not pending:
+            continue
+        for i, cell, rid in pending:
+            also = f", trained once with {len(pending) - 1} more" if len(pending) > 1 else ""
+            log(f"[{i}/{n}] {cell.label()}: running ({rid}{also})")
+        try:
+            out["trainings"] += 1
+            run_cells([c for _, c, _ in pending], plan.data(pending[0][1]), root, device=device, progress=progress)
+            out["done"] += [rid for _, _, rid in pending]
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # one bad run must not poison the others: record it and go on
+            for i, cell, rid in pending:
+                if is_done(root, rid):          # stored before a later cell of the same training failed
+                    out["done"].append(rid)
+                    continue
+                write_failure(root, rid, {"cell": cell.label(), "error": f"{type(err).__name__}: {err}",
+                                          "traceback": traceback.format_exc()})
+                out["failed"].append((cell.label(), f"{type(err).__name__}: {err}"))
+                log(f"[{i}/{n}] {cell.label()}: FAILED: {type(err).__name__}: {err}")
+    return out
