@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 from benchmarks.common import db15k, machine  # noqa: E402
 from mmkgbench.model import ModelInputs  # noqa: E402
 from mmkgbench.models import get_model  # noqa: E402
-from mmkgbench.train import TrainConfig, _negative_batches  # noqa: E402
+from mmkgbench.train import TrainConfig, negative_batches  # noqa: E402
 
 
 def main(name: str = "mocme", steps: int = 4):
@@ -39,7 +39,7 @@ def main(name: str = "mocme", steps: int = 4):
     model = cls(cls.Config(dim=256, gamma=12.0), inputs, torch.Generator().manual_seed(0))
     cfg = TrainConfig(**{**cls.train_defaults, "lr": 1e-4, "batch_size": 1024, "num_negatives": 128,
                          "adversarial_temperature": 2.0})
-    batches = _negative_batches(torch.from_numpy(np.array(data.train, dtype=np.int64)), data.num_relations, E, cfg,
+    batches = negative_batches(torch.from_numpy(np.array(data.train, dtype=np.int64)), data.num_relations, E, cfg,
                                 torch.Generator().manual_seed(0), "cpu")
     aux = {id(p) for p in model.auxiliary_parameters()}
     opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in aux], lr=cfg.lr)

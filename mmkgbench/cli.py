@@ -208,7 +208,8 @@ def _features(args) -> int:
                                                  f" (published files have {published})")
             print(f"  {m}: {path}, d={d}{note}")
         if args.transform != "none":
-            data = FEATURE_TRANSFORMS[args.transform](data)
+            from mmkgbench.registry import lookup
+            data = lookup(FEATURE_TRANSFORMS, args.transform, "feature transform")(data)
             print(f"after transform {args.transform!r}: " +
                   ", ".join(f"{m} d={data.features[m].shape[1]}" for m in data.modalities))
     return 0
@@ -251,7 +252,6 @@ def cmd_list(args) -> int:
 
 def main(argv=None) -> int:
     from mmkgbench.catalog import FetchError
-    from mmkgbench.features import FEATURE_TRANSFORMS
     from mmkgbench.text import DEFAULT_ENCODER, ENCODERS
     parser = argparse.ArgumentParser(prog="run_bench.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -312,7 +312,9 @@ def main(argv=None) -> int:
                         help="features text: a file of 'entity<TAB>text' lines (required for MKG-W)")
     p_data.add_argument("--force", action="store_true", help="features text: encode again even if cached")
     p_data.add_argument("--from", dest="source", default=None, help="features check: folder of feature files")
-    p_data.add_argument("--transform", default="none", choices=sorted(FEATURE_TRANSFORMS),
+    # The transform is checked against mmkgbench.features.FEATURE_TRANSFORMS when used: importing it
+    # here would load torch for every command, `report` included.
+    p_data.add_argument("--transform", default="none",
                         help="features check: preprocessing to apply (momok = MoMoK's L2 + pooling)")
     p_data.add_argument("--mirror", default=None, help="a folder holding <NAME>/<file>, or a base URL")
     p_data.add_argument("--clean", action="store_true", help="audit: after removing duplicates and leaked triples")

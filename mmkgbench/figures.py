@@ -341,9 +341,9 @@ def bars(frame: pd.DataFrame, view: dict, *, title: str | None = None):
         raise ValueError(f"bars() got a {view['kind']} view")
     data = view_frame(frame, view)
     x, value = view["x"], view["value"]
-    ylabel = view["value_label"] + (" (query-weighted)" if "queries" in frame.columns else "")
+    ylabel = view["value_label"] + ("\n(query-weighted)" if "queries" in frame.columns else "")
     if view["runs"] == "clean":
-        fig, ax = plt.subplots(figsize=(0.55 * len(data) + 2.0, 3.2))
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(data) + 2.4), 3.4))
         drawn = ax.bar(np.arange(len(data)), data[value].to_numpy(), color="C0")
         ax.bar_label(drawn, fmt="%.2f", fontsize=7)
         ax.set_xticks(np.arange(len(data)), [str(v) for v in data[x]], fontsize=8)
@@ -363,12 +363,12 @@ def bars(frame: pd.DataFrame, view: dict, *, title: str | None = None):
         ax.set_xticks(pos, cells, rotation=30 if len(cells) > 4 else 0, fontsize=8)
         ax.set_xlabel("scenario (level)")
         ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  title=f"{x}; ± 1 std over {n_seeds} seeds" if n_seeds > 1 else x, title_fontsize=7)
+                  title=f"{x}\n± 1 std over {n_seeds} seeds" if n_seeds > 1 else x, title_fontsize=7)
     if view["range"] is not None:
         lo, hi = view["range"]
         ax.set_ylim(lo, hi + 0.05 * (hi - lo))        # room for the value labels
     ax.set_ylabel(ylabel)
-    ax.set_title(title if title is not None else view["title"], fontsize=10)
+    ax.set_title(title if title is not None else view["title"], fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     return fig
 

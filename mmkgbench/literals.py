@@ -69,12 +69,12 @@ def _unquote(name: str) -> str:
 
 def read_numeric_literals(path, data: MMKG, prefix: str = DBPEDIA_PREFIX, suffix: str = ">") -> NumericLiterals:
     """Parse a literal file against `data`'s entities (name = prefix + literal-file name + suffix)."""
-    from mmkgbench.loaders import _lines
+    from mmkgbench.loaders import numbered_lines
     path = Path(path)
     ids = {n: i for i, n in enumerate(data.entities)}
     sums: dict[tuple[int, str], list[float]] = {}
     unmatched = 0
-    for i, line in _lines(path):
+    for i, line in numbered_lines(path):
         if not line.strip():
             continue
         parts = line.split("\t")

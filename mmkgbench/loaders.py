@@ -20,7 +20,7 @@ import numpy as np
 from mmkgbench.data import SPLITS, DataError, MMKG
 
 
-def _lines(path: Path):
+def numbered_lines(path: Path):
     """(line number, text without the newline) for every line of a UTF-8 file."""
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -54,7 +54,7 @@ def read_id_map(path: Path, header: bool = False) -> tuple[str, ...]:
     names: dict[int, str] = {}
     seen: dict[str, int] = {}
     expected = None
-    for i, line in _lines(path):
+    for i, line in numbered_lines(path):
         if header and i == 1:
             expected = _read_count(path, i, line)
             continue
@@ -87,7 +87,7 @@ def read_label_triples(path: Path, entity_ids: dict[str, int], relation_ids: dic
     """Labelled triples `h r t [.]` -> int64 (n, 3) as (h, r, t)."""
     path = Path(path)
     out = []
-    for i, line in _lines(path):
+    for i, line in numbered_lines(path):
         tok = line.split()
         if not tok:
             continue
@@ -117,7 +117,7 @@ def read_id_triples(path: Path, num_entities: int, num_relations: int) -> np.nda
     """OpenKE `h t r` id triples after a count header -> int64 (n, 3) as (h, r, t)."""
     path = Path(path)
     rows, expected = [], None
-    for i, line in _lines(path):
+    for i, line in numbered_lines(path):
         if i == 1:
             expected = _read_count(path, i, line)
             continue

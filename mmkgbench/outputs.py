@@ -244,7 +244,7 @@ def _interpretation_figures(runs: pd.DataFrame, root: Path, save, notes: list) -
                     first = clean.iloc[0]
                     frame = table(first["run_id"], name, view)
                     where = str(runs_dir(root) / first["run_id"])
-                    title = f"{dataset}: {model} {view['title']} (clean, seed {int(first['seed'])})"
+                    title = f"{dataset}: {model} {view['title']}, clean run, seed {int(first['seed'])}"
                 else:
                     frame = pd.concat([table(r.run_id, name, view).assign(scenario=r.scenario, level=float(r.level),
                                                                            seed=int(r.seed))

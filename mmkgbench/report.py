@@ -6,12 +6,12 @@ mmkgbench.tables to Markdown and LaTeX.
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from mmkgbench.modelinfo import model_order
-from mmkgbench.protocol import family, is_tested
+from mmkgbench.protocol import BY_VERSION, family, is_tested
 from mmkgbench.tables import HIGHLIGHT, Table, build_table, to_markdown
+from mmkgbench.ties import run_tie
 
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
 MARK = "†"             # significantly different from the reference model (report.main_tables)
@@ -47,18 +47,31 @@ def summarise(rows: pd.DataFrame, *, split: str = "test", side: str = "both", me
     return out.reset_index()
 
 
+def tie_rules(rows: pd.DataFrame) -> dict[str, str]:
+    """run_id -> the tie rule its metrics used (`eval.tie` of its recorded config; "realistic" for rows
+    that carry no config)."""
+    out = {}
+    for run_id, blob in rows.drop_duplicates("run_id")[["run_id", "config_json"]].itertuples(index=False) \
+            if "config_json" in rows else ():
+        try:
+            out[run_id] = run_tie(blob)
+        except ValueError:             # hand-made rows without a config: the default rule
+            out[run_id] = "realistic"
+    return out
+
+
 def stale_versions(runs: pd.DataFrame) -> None:
     """Refuse runs of one table cell (protocol, data set, scenario, level, model) made by different
     versions of the model or of the scenario: their seeds would be averaged into a number no code
     produces. Runs from different git commits with the same versions are pooled: a version is bumped
     exactly when a change alters numbers (README "Results"), which a commit hash does not say.
 
-    runs: one row per run (drop_duplicates("run_id") of the result rows). Older results without a
-    `model_version` column count as version "unversioned".
+    runs: one row per run (drop_duplicates("run_id") of the result rows).
     """
     keys = ["protocol", "dataset", "scenario", "level", "model"]
-    runs = runs.assign(model_version=runs["model_version"].astype(str).replace({"nan": "unversioned", "": "unversioned"})
-                       if "model_version" in runs else "unversioned")
+    # rows written before a column existed (older results, hand-made frames) count as "unversioned"
+    runs = runs.assign(**{what: runs[what].astype(str).replace({"nan": "unversioned", "": "unversioned"})
+                          if what in runs else "unversioned" for what in ("model_version", "scenario_version")})
     for what in ("model_version", "scenario_version"):
         n = runs.groupby(keys, sort=True)[what].nunique()
         mixed = n[n > 1]
@@ -109,8 +122,10 @@ def main_tables(rows: pd.DataFrame, sig: pd.DataFrame | None = None, *, referenc
                               "value": block["mean"], "std": block["std"], "marker": block["marker"]})
         seeds = sorted(set(block["n_seeds"].astype(int)))
         harness = is_tested(protocol)
-        how = "realistic ranks, checkpoint selected on valid" if harness else \
-            f"{protocol} protocol: best value of each metric over test evaluations, random ties"
+        cell_rows = rows[(rows["protocol"] == protocol) & (rows["scenario"] == scenario) & (rows["level"] == level)]
+        ties = " / ".join(sorted(set(tie_rules(cell_rows).values()))) or "realistic"
+        how = f"{ties} ranks, checkpoint selected on valid" if harness else \
+            f"{protocol} protocol: {BY_VERSION[protocol].description if protocol in BY_VERSION else 'an audit'}"
         where = datasets[0] if len(datasets) == 1 else ", ".join(datasets)
         title = f"{where}, {scenario} (level {level:g}): {split}, filtered, {how}"
         notes = [f"Mean ± sample std over {_seeds_text(seeds)}, ×100 (MR unscaled); {HIGHLIGHT} per column, on the "

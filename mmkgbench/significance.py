@@ -19,17 +19,17 @@ single set of per-query ranks produced.
 """
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from mmkgbench import stats
+
 # TABLE_KEYS: one printed results table (report.main_tables), the family Holm corrects over
 from mmkgbench.modelinfo import model_order
 from mmkgbench.report import METRICS, TABLE_KEYS
-from mmkgbench.ties import TIE_POLICIES, query_values
+from mmkgbench.ties import query_values, run_tie
 
 
 def query_scores(per_query: pd.DataFrame, metric: str, split: str = "test", tie: str = "realistic") -> pd.Series:
@@ -43,18 +43,6 @@ def query_scores(per_query: pd.DataFrame, metric: str, split: str = "test", tie:
     pq = per_query[per_query["split"] == split]
     value = query_values(pq, metric, tie)
     return pd.Series(value, index=pd.MultiIndex.from_arrays([pq["query_id"], pq["side"]]), name=metric)
-
-
-def run_tie(config_json) -> str:
-    """The tie rule a run's metrics used: eval.tie of its resolved config (JSON text). Runs stored
-    before EvalConfig had `tie` used realistic ranks, the only rule then."""
-    if not isinstance(config_json, str) or not config_json:
-        raise ValueError(f"a harness run's rows need its config_json to tell which tie rule its table used, "
-                         f"got {config_json!r}")
-    tie = json.loads(config_json).get("eval", {}).get("tie", "realistic")
-    if tie not in TIE_POLICIES:
-        raise ValueError(f"run config names an unknown tie rule {tie!r}; known: {list(TIE_POLICIES)}")
-    return tie
 
 
 def _seed_mean(run_ids: list[str], load: Callable[[str], pd.DataFrame], metric: str, split: str,

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
 TESTS = ("randomization", "t", "wilcoxon")
 ZERO_METHODS = ("wilcox", "pratt", "zsplit")
@@ -201,6 +200,7 @@ def _t_from_d(d: np.ndarray, alpha: float, scale: float) -> tuple[float, float, 
         if abs(mean) <= tol:
             return 1.0, mean, mean, "all differences zero"
         return 0.0, mean, mean, "all differences equal"
+    import scipy.stats   # here, not at the top: `report` starts without its import time
     half = scipy.stats.t.ppf(1 - alpha / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
     p = float(scipy.stats.ttest_1samp(d, 0.0).pvalue)   # = ttest_rel(a, b): it tests a - b
     return p, mean - half, mean + half, ""
@@ -255,6 +255,7 @@ def paired_test(a, b, *, test: str = "randomization", resamples: int = 10_000, a
     zeros = n - nonzero
     how = {"wilcox": "dropped", "pratt": "ranked, then dropped", "zsplit": "ranks split between signs"}
     note = f"zero_method={zero_method}: {zeros} zero differences {how[zero_method]}; {boot_note}"
+    import scipy.stats   # here, not at the top: `report` starts without its import time
     p = 1.0 if nonzero == 0 else float(scipy.stats.wilcoxon(d, zero_method=zero_method).pvalue)
     low, high = paired_bootstrap_ci(d, resamples=resamples, alpha=alpha, seed=seed)
     return PairedResult("wilcoxon", diff, low, high, p, n, nonzero, resamples, note)
@@ -299,6 +300,7 @@ def seed_test(a, b, *, paired: bool = True, alpha: float = 0.05) -> PairedResult
         return PairedResult("Welch t over seeds", diff, diff, diff, p, a.size + b.size, 0, 0,
                             "no seed variance in either model")
     df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    import scipy.stats   # here, not at the top: `report` starts without its import time
     half = scipy.stats.t.ppf(1 - alpha / 2, df) * np.sqrt(va + vb)
     p = float(scipy.stats.ttest_ind(a, b, equal_var=False).pvalue)
     return PairedResult("Welch t over seeds", diff, diff - half, diff + half, p, a.size + b.size, 0, 0,
@@ -344,6 +346,7 @@ def nemenyi_q(k: int, *, alpha: float = 0.05) -> float:
     q(1 - alpha; k, inf) / sqrt(2) (Demšar, JMLR 2006, Table 5: 2.728 for k = 5 at alpha = 0.05)."""
     if k < 2:
         raise ValueError(f"Nemenyi's q needs at least 2 models, got k={k}")
+    import scipy.stats   # here, not at the top: `report` starts without its import time
     return float(scipy.stats.studentized_range.ppf(1 - _check_alpha(alpha), k, np.inf) / np.sqrt(2))
 
 
@@ -421,6 +424,7 @@ def friedman_nemenyi(scores: pd.DataFrame, *, alpha: float = 0.05, higher_is_bet
         cells = [(scores.index[i], scores.columns[j]) for i, j in bad[:10]]
         raise ValueError(f"scores has {len(bad)} missing or non-finite (block, model) cells, e.g. {cells}; "
                          "drop those data sets or models (or rerun them) before ranking")
+    import scipy.stats   # here, not at the top: `report` starts without its import time
     ranks = scipy.stats.rankdata(-values if higher_is_better else values, axis=1, method="average")   # (N, k)
     # Sums of average ranks are multiples of 1/2, so they are exact and exact ties stay exact.
     mean_rank = ranks.sum(axis=0) / n

@@ -118,11 +118,11 @@ GENERIC_RULE = ("entity name, underscores as spaces", _readable)
 
 def read_names_file(path, data: MMKG) -> dict[int, str]:
     """`entity<TAB>text` lines -> {entity id: text}; `entity` is an entity2id name or an integer id."""
-    from mmkgbench.loaders import _lines
+    from mmkgbench.loaders import numbered_lines
     path = Path(path)
     ids = {n: i for i, n in enumerate(data.entities)}
     out: dict[int, str] = {}
-    for i, line in _lines(path):
+    for i, line in numbered_lines(path):
         if not line.strip():
             continue
         if "\t" not in line:

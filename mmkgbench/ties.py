@@ -17,6 +17,8 @@ reports the exact expectations; "random" (MoMoK) reports one draw of them.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -133,3 +135,15 @@ def expected_metrics(opt, pess, ks=(1, 3, 10)) -> dict[str, float]:
     for k in ks:
         out[f"hits@{k}"] = float(np.mean(expected_hits(a, b, k)))
     return out
+
+
+def run_tie(config_json) -> str:
+    """The tie rule a run's metrics used: eval.tie of its resolved config (JSON text). Runs stored
+    before EvalConfig had `tie` used realistic ranks, the only rule then."""
+    if not isinstance(config_json, str) or not config_json:
+        raise ValueError(f"a harness run's rows need its config_json to tell which tie rule its table used, "
+                         f"got {config_json!r}")
+    tie = json.loads(config_json).get("eval", {}).get("tie", "realistic")
+    if tie not in TIE_POLICIES:
+        raise ValueError(f"run config names an unknown tie rule {tie!r}; known: {list(TIE_POLICIES)}")
+    return tie

@@ -187,7 +187,7 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
         if cfg.regime == "kvsall":
             batches = (q.to(device) for q in _kvsall_batches(queries, gen, cfg.batch_size))
         else:
-            batches = _negative_batches(triples, num_relations, num_entities, cfg, gen, device)
+            batches = negative_batches(triples, num_relations, num_entities, cfg, gen, device)
         for step, batch in enumerate(batches):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 if cfg.regime == "kvsall":
@@ -260,7 +260,7 @@ def best_per_metric(history: list[dict], split: str) -> dict[str, float]:
     return {k: (min if k == "mr" else max)(e[k] for e in evals) for k in evals[0]}
 
 
-def _negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, gen: torch.Generator, device):
+def negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, gen: torch.Generator, device):
     """Shuffled positives, each oriented at random (reciprocal = head corruption), with uniform negative tails."""
     n = len(triples)
     perm = torch.randperm(n, generator=gen)

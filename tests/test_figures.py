@@ -209,7 +209,7 @@ def test_bars_of_one_run_are_query_weighted_in_the_views_order(tmp_path):
     assert ticks(ax.get_xticklabels()) == ["structure", "image", "text"]
     np.testing.assert_allclose(heights(ax), [2.4 / 8, 2.3 / 8, 3.3 / 8])          # not the plain means
     assert [t.get_text() for t in ax.texts] == ["0.30", "0.29", "0.41"]          # the value labels
-    assert ax.get_ylabel() == "mean fusion weight (query-weighted)" and ax.get_xlabel() == "modality"
+    assert ax.get_ylabel() == "mean fusion weight\n(query-weighted)" and ax.get_xlabel() == "modality"
     assert ax.get_title() == "DB15K: m fusion" and ax.get_ylim() == (0.0, 1.05)
     saved_ok(fig, tmp_path)
     plt.close(fig)
@@ -217,7 +217,7 @@ def test_bars_of_one_run_are_query_weighted_in_the_views_order(tmp_path):
     ax = fig.axes[0]
     assert ticks(ax.get_xticklabels()) == ["structure", "image", "text", "joint"]   # "*" between, joint last
     np.testing.assert_allclose(heights(ax), [1.2 / 4, 0.8 / 4, 1.2 / 4, 2.8 / 4])
-    assert ax.get_title() == "decisions" and ax.get_ylabel() == "mean probability (query-weighted)"
+    assert ax.get_title() == "decisions" and ax.get_ylabel() == "mean probability\n(query-weighted)"
     plt.close(fig)
     drawn = view_frame(decision_probability(), DECISION)
     assert drawn.columns.tolist() == ["modality", "probability", "queries"]
@@ -247,7 +247,7 @@ def test_bars_over_all_runs_group_by_scenario_cell_with_std_over_seeds(tmp_path)
     ax = fig.axes[0]
     assert ticks(ax.get_xticklabels()) == ["clean", "missing 0.25", "noisy 0.5"]     # clean first
     assert ticks(ax.get_legend().get_texts()) == ["structure", "image", "text"]
-    assert ax.get_legend().get_title().get_text() == "modality; ± 1 std over 2 seeds"
+    assert ax.get_legend().get_title().get_text() == "modality\n± 1 std over 2 seeds"
     drawn = [c for c in ax.containers if isinstance(c, BarContainer)]
     np.testing.assert_allclose([p.get_height() for p in drawn[0]], [0.45, 0.5, 0.65])       # structure
     np.testing.assert_allclose([p.get_height() for p in drawn[1]], [0.325, 0.25, 0.15])     # image

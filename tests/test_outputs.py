@@ -169,8 +169,9 @@ def test_a_made_up_model_gets_the_figures_it_declares(stored, tmp_path):
 
     # a view that reads a column its table lacks: an error naming the run folder and the view
     bad = tmp_path / "bad"
-    run = rows[rows["run_id"] == rows["run_id"].iloc[0]]
-    write_run(bad, "x1", {}, run, load_per_query(source, run["run_id"].iloc[0]), pd.DataFrame(), toy_tables(0, 0.0),
+    first = rows[(rows["model"] == "distmult") & (rows["scenario"] == "clean")]["run_id"].iloc[0]
+    run = rows[rows["run_id"] == first].assign(run_id="x1")
+    write_run(bad, "x1", {}, run, load_per_query(source, first), pd.DataFrame(), toy_tables(0, 0.0),
               views={"attention": {**TOY_VIEWS["attention"], "value": "strength"}})
     with pytest.raises(ValueError, match=r"runs/x1: interpretation view 'attention': table 'attention' lacks "
                                          r"column.s. strength"):

@@ -9,7 +9,7 @@ from baselines.distmult import DistMult, DistMultConfig
 from mmkgbench.evaluate import evaluate
 from mmkgbench.model import ModelInputs
 from mmkgbench.ranking import KnownAnswers
-from mmkgbench.train import TrainConfig, TrainingDiverged, _negative_batches, train
+from mmkgbench.train import TrainConfig, TrainingDiverged, negative_batches, train
 
 
 def fit(data, seed=0, **over):
@@ -81,7 +81,7 @@ def test_negative_batches_orient_and_sample(tiny):
     cfg = TrainConfig(regime="negative", batch_size=5, num_negatives=3)
     R, E = tiny.num_relations, tiny.num_entities
     seen = []
-    for b, neg in _negative_batches(torch.from_numpy(np.array(tiny.train)), R, E, cfg, torch.Generator().manual_seed(0),
+    for b, neg in negative_batches(torch.from_numpy(np.array(tiny.train)), R, E, cfg, torch.Generator().manual_seed(0),
                                     "cpu"):
         assert neg.shape == (len(b), 3) and int(neg.min()) >= 0 and int(neg.max()) < E
         seen.append(b)

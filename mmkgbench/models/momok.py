@@ -334,11 +334,11 @@ class MoMoK(KGEModel):
                          "title": "expert gates (tail queries)"},
         "fusion_weights": {"table": "fusion_weights", "kind": "bars", "x": "modality", "value": "weight",
                            "order": [STRUCTURE, "*"], "range": [0.0, 1.0], "value_label": "mean fusion weight",
-                           "title": "adaptive fusion weight per modality"},
+                           "title": "adaptive fusion weights"},
         "decision_probability": {"table": "decision_probability", "kind": "bars", "x": "modality",
                                  "value": "probability", "order": [STRUCTURE, "*", JOINT], "range": [0.0, 1.0],
                                  "value_label": "mean P(true answer)",
-                                 "title": "each decision's probability of the true answer"},
+                                 "title": "decisions: P(true answer)"},
     }
 
     @torch.no_grad()
