@@ -290,10 +290,15 @@ def test_check_view_names_the_run_and_the_view(change, problem):
     problem = problem or "a heatmap needs index"
     with pytest.raises(ValueError, match=f"^results/runs/abc: interpretation view 'gates': {problem}"):
         check_view(view, expert_gates().columns, name="gates", where="results/runs/abc")
+
+
+def test_check_view_fills_defaults_and_figures_refuse_the_wrong_view():
     full = check_view(GATES, expert_gates().columns, name="expert_gates")
     assert full["runs"] == "clean" and full["max_rows"] == 40 and full["labels"] is None
-    assert check_view({**FUSION, "title": None} | {"title": "x"}, name="f")["title"] == "x"
-    assert check_view(FUSION, name="fusion_weights")["title"] == "fusion weights"     # from the name
+    assert full["title"] == "gates (tail)" and full["value_label"] == "mean gate weight"
+    plain = check_view(FUSION, name="fusion_weights")                 # title from the name
+    assert plain["title"] == "fusion weights" and plain["where"] == {} and plain["order"] == ["structure", "*"]
+    assert check_view({"table": "t", "kind": "heatmap", "index": "r", "columns": "m", "value": "v"})["columns"] == ["m"]
     with pytest.raises(ValueError, match="heatmap\\(\\) got a bars view"):
         heatmap(fusion_weights(), FUSION)
     with pytest.raises(ValueError, match="no rows of table 'fusion_weights' match"):
