@@ -91,6 +91,7 @@ def robustness_tables(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "
     objects (Markdown and LaTeX from the same cells). The metric is x100, rel. AUC a fraction with
     3 decimals (mean ± std over seeds in the summary). Empty when no perturbed scenario is stored."""
     from mmkgbench.modelinfo import model_order
+    from mmkgbench.protocol import is_tested
     from mmkgbench.tables import HIGHLIGHT, build_table
     curves = curve_frame(rows, metric=metric, split=split)
     if curves.empty:
@@ -109,7 +110,7 @@ def robustness_tables(rows: pd.DataFrame, *, metric: str = "mrr", split: str = "
             cells += [{"row": m, "group": "", "metric": sc, "value": b["rel_auc"].get(m, np.nan),
                        "std": b["rel_auc_std"].get(m, np.nan)} for m in models]
         levels = block.drop_duplicates("scenario").set_index("scenario")["levels"]
-        suffix = "" if protocol.startswith("harness") else f" [{protocol}]"
+        suffix = "" if is_tested(protocol) else f" [{protocol}]"
         tables.append(build_table(
             pd.DataFrame(cells), title=f"{dataset}: relative area under the {name} curve per scenario ({split}"
                                        f"{suffix})", decimals={**{sc: 3 for sc in scen}, f"clean {name}": decimals},

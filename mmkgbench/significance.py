@@ -28,6 +28,7 @@ from mmkgbench import stats
 
 # TABLE_KEYS: one printed results table (report.main_tables), the family Holm corrects over
 from mmkgbench.modelinfo import model_order
+from mmkgbench.protocol import is_tested
 from mmkgbench.report import METRICS, TABLE_KEYS
 from mmkgbench.ties import query_values, run_tie
 
@@ -78,7 +79,7 @@ def compare_to_reference(rows: pd.DataFrame, load_per_query: Callable[[str], pd.
     Deterministic: the resampling seed is fixed per call.
     """
     metrics = [m for m in metrics if m != "mr"]
-    sel = rows[(rows["split"] == split) & (rows["side"] == "both") & rows["protocol"].str.startswith("harness")]
+    sel = rows[(rows["split"] == split) & (rows["side"] == "both") & rows["protocol"].map(is_tested).astype(bool)]
     if not sel.empty and "config_json" not in sel.columns:
         raise ValueError("rows lack the config_json column: cannot tell which tie rule each run's table used")
     runs = sel.drop_duplicates("run_id").reindex(columns=["run_id", "protocol", "dataset", "scenario", "level",
