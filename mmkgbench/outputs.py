@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmkgbench.modelinfo import model_order
+from mmkgbench.protocol import is_tested
 from mmkgbench.report import main_tables, protocol_tables, summarise
 from mmkgbench.results import (load_interpretation, load_interpretation_views, load_per_query, runs_dir,
                                write_text_atomic)
@@ -53,7 +54,7 @@ def default_reference(rows: pd.DataFrame) -> str | None:
 
 
 def _harness(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows["protocol"].astype(str).str.startswith("harness")]
+    return rows[rows["protocol"].astype(str).map(is_tested).astype(bool)]
 
 
 def cd_scores(rows: pd.DataFrame, *, split: str = "test", metric: str = "mrr") -> tuple[pd.DataFrame, str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmkgbench.modelinfo import model_order
+from mmkgbench.protocol import is_tested
 from mmkgbench.robustness import curve_frame, level_label
 from mmkgbench.tables import LABELS
 
@@ -51,7 +52,7 @@ def robustness_curves(rows: pd.DataFrame, out_dir, *, metric: str = "mrr", split
     written = []
     for (protocol, dataset, scenario), block in curves.groupby(["protocol", "dataset", "scenario"], sort=True):
         fig = robustness_figure(block, xlabel=level_label(rows, scenario), metric=metric, split=split, scale=scale)
-        suffix = () if protocol.startswith("harness") else (protocol,)
+        suffix = () if is_tested(protocol) else (protocol,)
         written += save_figure(fig, Path(out_dir) / slug("robustness", dataset, scenario, *suffix), formats)
         plt.close(fig)
     return written
@@ -75,7 +76,7 @@ def robustness_figure(block: pd.DataFrame, *, xlabel: str, metric: str = "mrr", 
     seeds = int(block.groupby("model")["seed"].nunique().max())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{LABELS.get(metric, metric)} ×{scale:g} ({split}, filtered)")
-    ax.set_title(f"{dataset}: {scenario}" + ("" if protocol.startswith("harness") else f" [{protocol}]"), fontsize=10)
+    ax.set_title(f"{dataset}: {scenario}" + ("" if is_tested(protocol) else f" [{protocol}]"), fontsize=10)
     ax.grid(alpha=0.3)
     # outside the axes: with many models a legend inside would hide the curves it names
     ax.legend(fontsize=7, frameon=False, title=f"band: ± 1 std\nover {seeds} seeds" if seeds > 1 else None,

@@ -159,7 +159,7 @@ def _store(root, cell: Cell, config: dict, perturbed: MMKG, model, result, evals
                   "dataset_summary": perturbed.summary(), "perturbed_fingerprint": perturbed.fingerprint(),
                   "perturbation": {k: list(v.shape) for k, v in record.items()}}
     write_run(root, rid, provenance, pd.DataFrame(rows, columns=ROW_COLUMNS), per_query,
-              pd.DataFrame(result.history), extra, arrays=record)
+              pd.DataFrame(result.history), extra, arrays=record, views=model.interpretation_views)
     return rid
 
 
