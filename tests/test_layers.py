@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmkgbench.layers import (RESOLUTION, Dropout, TuckERDecision, bce_with_logits_mean, drop_mask,
-                              masked_contraction)
+from mmkgbench.layers import RESOLUTION, Dropout, TuckERDecision, bce_with_logits_mean, drop_mask, masked_contraction
 
 
 @pytest.mark.parametrize("p", [0.1, 0.4, 0.5])
@@ -88,7 +87,10 @@ def _naive_decision(layer, e, r, seed):
     torch.manual_seed(seed)
     B, D = e.shape
     p_in, p_hid, p_out = layer.input_dropout.p, layer.hidden_dropout, layer.output_dropout.p
-    mask = lambda shape, p: drop_mask(shape, p) if p > 0 else torch.zeros(shape, dtype=torch.bool)   # noqa: E731
+
+    def mask(shape, p):
+        return drop_mask(shape, p) if p > 0 else torch.zeros(shape, dtype=torch.bool)
+
     x = _bn_train(layer.bn0, e).masked_fill(mask((B, D), p_in), 0.0) / (1 - p_in)
     hidden = mask((B, D * D), p_hid).view(B, D, D)
     y = torch.stack([x[b] @ (torch.einsum("k,kij->ij", r[b], layer.core).masked_fill(hidden[b], 0.0) / (1 - p_hid))
@@ -131,7 +133,10 @@ def test_tucker_decision_in_eval_mode_is_the_plain_contraction():
             bn.running_var.uniform_(0.5, 2)
     g = torch.Generator().manual_seed(2)
     e, r = torch.randn(5, 6, generator=g), torch.randn(5, 3, generator=g)
-    bn = lambda m, v: (v - m.running_mean) / torch.sqrt(m.running_var + m.eps) * m.weight + m.bias   # noqa: E731
+
+    def bn(m, v):
+        return (v - m.running_mean) / torch.sqrt(m.running_var + m.eps) * m.weight + m.bias
+
     want = bn(layer.bn1, torch.einsum("kij,bk,bi->bj", layer.core, r, bn(layer.bn0, e)))
     torch.testing.assert_close(layer(e, r), want)
 
