@@ -207,11 +207,18 @@ def test_interpretation_tables(tiny):
 
 def test_mocme_beats_structure_only_rotate_on_a_sparse_graph_with_informative_features():
     """synthetic_sparse: about 5 train triples per entity, image signal 0.95, text 0.8. Same budget
-    for both (d = 32, gamma 4, 32 negatives, alpha 1, Adam lr 3e-3, weight decay 1e-3, batch 128, at
-    most 150 epochs, validation every 10, patience 5), seed 0. Measured: MoCME 0.080 vs RotatE 0.056
-    valid MRR (seed 1: 0.072 vs 0.063; the margin is real but modest, see the README)."""
+    for both (d = 32, gamma 4, 32 negatives, alpha 1, Adam lr 3e-3, weight decay 1e-3, batch 128,
+    60 epochs, validation every 20), seeds 0, 1, 2; the assertion is on the mean per-seed gap."""
     train = {"lr": 3e-3, "weight_decay": 1e-3, "batch_size": 128, "num_negatives": 32, "adversarial_temperature": 1.0,
-             "max_epochs": 150, "eval_every": 10, "patience": 5}
-    best = {name: best_valid_mrr(name, "synthetic_sparse", train, {"dim": 32, "gamma": 4.0})
+             "max_epochs": 60, "eval_every": 20, "patience": 5}
+    seeds = (0, 1, 2)
+    best = {name: [best_valid_mrr(name, "synthetic_sparse", train, {"dim": 32, "gamma": 4.0}, seed=s) for s in seeds]
             for name in ("rotate", "mocme")}
-    assert best["mocme"] >= 1.3 * best["rotate"] and best["mocme"] - best["rotate"] >= 0.015, best
+    gap = np.subtract(best["mocme"], best["rotate"])
+    # Measured on the 2-core machine, seeds 0-4 (valid MRR, MoCME / RotatE): 0.0824/0.0538, 0.0673/0.0526,
+    # 0.0723/0.0432, 0.0675/0.0482, 0.0680/0.0603; per-seed gap 0.0286, 0.0147, 0.0291, 0.0193, 0.0077,
+    # mean 0.0199, sd 0.0092. Margin = mean - 3 sd / sqrt(3) = 0.0199 - 0.0159 = 0.004 (> 0: fails if the
+    # features stop helping). Seeds 0-2 give a mean gap of 0.0241; the lowest 3-seed mean among seeds
+    # 0-4 is 0.0139 (seeds 1, 3, 4); seed 5, measured after the margin was set (0.0709/0.0554), gives
+    # seeds 3-5 a mean gap of 0.0142, so other seeds also pass.
+    assert gap.mean() >= 0.004, best
