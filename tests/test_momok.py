@@ -328,17 +328,28 @@ def test_eval_cache_follows_parameter_updates(tiny):
     assert not torch.allclose(a, b)
 
 
-def test_momok_beats_structure_only_tucker_on_a_sparse_graph_with_informative_features():
-    """synthetic_sparse: about 5 train triples per entity, image signal 0.95, text 0.8. Same budget
-    for both (KvsAll, lr 1e-2, batch 128, dropouts 0.1, d = 32, d_r = 16, at most 150 epochs,
-    validation every 10, patience 4), seed 0. Measured: MoMoK 0.121 vs TuckER 0.058 valid MRR."""
-    drop = {"input_dropout": 0.1}
-    overrides = {"tucker": {"entity_dim": 32, "relation_dim": 16, **drop, "hidden_dropout1": 0.1,
-                            "hidden_dropout2": 0.1},
-                 "momok": {"dim": 32, "relation_dim": 16, **drop, "hidden_dropout": 0.1, "output_dropout": 0.1}}
-    train = {"lr": 1e-2, "batch_size": 128, "max_epochs": 150, "eval_every": 10, "patience": 4}
-    best = {name: best_valid_mrr(name, "synthetic_sparse", train, overrides[name]) for name in ("tucker", "momok")}
-    assert best["momok"] >= 1.5 * best["tucker"] and best["momok"] - best["tucker"] >= 0.04, best
+def test_momok_beats_structure_only_tucker_with_informative_features_over_five_seeds():
+    """synthetic_small (400 entities, informative image and text features) with the default grid's
+    settings for both (scenarios/default.toml: KvsAll, lr 1e-2, batch 128, validation every 10,
+    patience 3; TuckER d_e 64 / d_r 32, output dropout 0.2, 200 epochs; MoMoK d 32 / d_r 16, no
+    dropout or label smoothing, 100 epochs), seeds 0-4, best validation MRR of each.
+
+    Measured (2-core machine, seeds 0-5), TuckER / MoMoK: 0.153/0.193, 0.177/0.169, 0.163/0.213,
+    0.147/0.216, 0.158/0.244, 0.153/0.202: per-seed gap +0.039, -0.007, +0.050, +0.069, +0.086,
+    +0.049, mean 0.048, sample sd 0.032. One seed in six goes the other way, so the claim is about
+    the mean: with 5 seeds its standard error is 0.032 / sqrt(5) = 0.014, and the asserted margin is
+    the measured mean less three standard errors, 0.048 - 0.042 = 0.005 (seeds 0-4 measured 0.047;
+    seeds 1-5 0.049). About 38 s per seed pair."""
+    overrides = {"tucker": {"entity_dim": 64, "relation_dim": 32, "input_dropout": 0.0, "hidden_dropout1": 0.0,
+                            "hidden_dropout2": 0.2},
+                 "momok": {"dim": 32, "relation_dim": 16, "input_dropout": 0.0, "hidden_dropout": 0.0,
+                           "output_dropout": 0.0}}
+    common = {"lr": 1e-2, "batch_size": 128, "eval_every": 10, "patience": 3}
+    train = {"tucker": {**common, "max_epochs": 200}, "momok": {**common, "max_epochs": 100, "label_smoothing": 0.0}}
+    gaps = np.array([best_valid_mrr("momok", "synthetic_small", train["momok"], overrides["momok"], seed=s) -
+                     best_valid_mrr("tucker", "synthetic_small", train["tucker"], overrides["tucker"], seed=s)
+                     for s in range(5)])
+    assert gaps.mean() >= 0.005, gaps          # measured mean 0.048 - 3 standard errors of a 5-seed mean
 
 
 def test_ablation_variants_run_through_the_harness_and_save_the_gates(tmp_path):
