@@ -31,7 +31,11 @@ def cmd_run(args) -> int:
         from mmkgbench.runner import GridPlan
         for c in grid.cells:
             print("  " + c.label())
-        plan = GridPlan(grid, fetch_missing=args.fetch, mirror=args.mirror)
+        try:
+            plan = GridPlan(grid, fetch_missing=args.fetch, mirror=args.mirror)
+        except (OSError, ValueError) as err:   # a data set not fetched yet: the cells above still stand
+            print(f"(runs and trainings not counted: {err})")
+            return 0
         print(f"{len(plan.runs)} distinct runs from {plan.trainings} trainings (cells that differ only in how a "
               "trained model scores share one)")
         return 0

@@ -1,7 +1,6 @@
 """Analysis figures (mmkgbench.figures) from small fixed frames: values, labels, files."""
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import math
@@ -15,10 +14,10 @@ from matplotlib.container import BarContainer
 from mmkgbench import plots
 from mmkgbench.figures import (DRAW, bars, cd_diagram, check_view, heatmap, per_relation_figure, per_relation_mrr,
                                view_frame)
-from mmkgbench.model import ModelInputs
 from mmkgbench.modelinfo import MODEL_INFO
 from mmkgbench.models import MODELS
 from mmkgbench.plots import pyplot, save_figure
+from tests.test_models import build
 
 PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF-"
 
@@ -316,18 +315,6 @@ def test_source_names_no_model():
         hits = [(i + 1, line) for i, line in enumerate(lines) if not line.startswith("preferred_references =")
                 and any(re.search(rf"\b{re.escape(n)}\b", line) for n in names)]
         assert not hits, f"{module.__name__} names a model: {hits}"
-
-
-def build(name, data, seed=0):
-    import torch
-    cls = MODELS[name]
-    mods = data.modalities if cls.modalities == ("*",) else cls.modalities
-    inputs = ModelInputs(data.num_entities, 2 * data.num_relations,
-                         {m: torch.tensor(np.array(data.features[m])) for m in mods},
-                         {m: torch.tensor(np.array(data.present[m])) for m in mods})
-    sizes = {f.name for f in dataclasses.fields(cls.Config)}
-    cfg = cls.Config(**{k: v for k, v in {"dim": 8, "entity_dim": 8, "relation_dim": 4}.items() if k in sizes})
-    return cls(cfg, inputs, torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if MODELS[n].interpretation_views])
