@@ -10,11 +10,13 @@ DeepGraphLearning/KnowledgeGraphEmbedding, facebookresearch/kbc.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_
+from mmkgbench.ranges import check_config
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,11 @@ class ComplExConfig:
     dim: int = 250            # methods.md §3.2 [choice]: d = 250 complex dims (real width 500)
     init_std: float = 0.1     # N(0, 0.1^2), same scale as DistMult here
     l3: float = 1e-6          # weight of the N3 penalty on batch embeddings (as DistMult's L3)
+
+    ranges: ClassVar[dict] = {"dim": "[1, inf)", "init_std": "(0, inf)", "l3": "[0, inf)"}
+
+    def __post_init__(self):
+        check_config(self)
 
 
 class ComplEx(KGEModel):

@@ -8,11 +8,13 @@ code base. Reference implementation read for conventions: DeepGraphLearning/Know
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_
+from mmkgbench.ranges import check_config
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,11 @@ class DistMultConfig:
     dim: int = 250            # methods.md §3.2 [choice]: d = 250 for the NS family
     init_std: float = 0.1     # N(0, 0.1^2); Xavier-like scale for d in the hundreds
     l3: float = 1e-6          # weight of the L3 penalty on batch embeddings (RotatE code base)
+
+    ranges: ClassVar[dict] = {"dim": "[1, inf)", "init_std": "(0, inf)", "l3": "[0, inf)"}
+
+    def __post_init__(self):
+        check_config(self)
 
 
 class DistMult(KGEModel):

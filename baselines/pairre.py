@@ -9,12 +9,14 @@ Defaults follow the MMKGC negative-sampling regime (methods.md §3.2).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_, l1_distance_all
+from mmkgbench.ranges import check_config
 
 
 
@@ -23,6 +25,11 @@ class PairREConfig:
     dim: int = 250            # methods.md §3.2 [choice]: d = 250 for the NS family
     gamma: float = 12.0       # NativE/AdaMF DB15K value (methods.md §3.2); 4 for MKG-W/Y in NativE
     epsilon: float = 2.0      # init range (gamma + epsilon) / d, PairRE / RotatE code base
+
+    ranges: ClassVar[dict] = {"dim": "[1, inf)", "gamma": "(0, inf)", "epsilon": "[0, inf)"}
+
+    def __post_init__(self):
+        check_config(self)
 
 
 class PairRE(KGEModel):

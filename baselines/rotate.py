@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_, modulus_distance_all
+from mmkgbench.ranges import check_config
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,11 @@ class RotatEConfig:
     dim: int = 250            # methods.md §3.2 [choice]: d = 250 complex dims (entity width 500)
     gamma: float = 12.0       # AdaMF (RotatE-based) DB15K and NativE DB15K (methods.md §3.2)
     epsilon: float = 2.0      # embedding_range = (gamma + epsilon) / d, Sun et al. 2019 code
+
+    ranges: ClassVar[dict] = {"dim": "[1, inf)", "gamma": "(0, inf)", "epsilon": "[0, inf)"}
+
+    def __post_init__(self):
+        check_config(self)
 
 
 class RotatE(KGEModel):

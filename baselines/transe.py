@@ -10,12 +10,14 @@ which was read for conventions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_, l1_distance_all
+from mmkgbench.ranges import check_config
 
 @dataclass(frozen=True)
 class TransEConfig:
@@ -25,6 +27,12 @@ class TransEConfig:
     epsilon: float = 2.0               # init range (gamma + epsilon) / d, RotatE code base
     normalize_entities: bool = False   # L2-normalise h, t before scoring (NativE/IKRL, OpenKE norm_flag)
     normalize_relations: bool = False  # OpenKE's norm_flag also normalises r; set both to match it
+
+    ranges: ClassVar[dict] = {"dim": "[1, inf)", "p": (1, 2), "gamma": "(0, inf)", "epsilon": "[0, inf)",
+                              "normalize_entities": None, "normalize_relations": None}
+
+    def __post_init__(self):
+        check_config(self)
 
 
 class TransE(KGEModel):

@@ -12,12 +12,14 @@ chunks (docs/performance.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from mmkgbench.layers import TuckERDecision
 from mmkgbench.model import KGEModel, ModelInputs, init_
+from mmkgbench.ranges import check_config
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,12 @@ class TuckERConfig:
     input_dropout: float = 0.3     # on BN0(e_h), TuckER paper defaults (methods.md §1.5)
     hidden_dropout1: float = 0.4   # on the core slice W_r, TuckER paper defaults
     hidden_dropout2: float = 0.5   # on BN1(x W_r), TuckER paper defaults
+
+    ranges: ClassVar[dict] = {"entity_dim": "[1, inf)", "relation_dim": "[1, inf)", "input_dropout": "[0, 1)",
+                              "hidden_dropout1": "[0, 1)", "hidden_dropout2": "[0, 1)"}
+
+    def __post_init__(self):
+        check_config(self)
 
 
 class TuckER(KGEModel):

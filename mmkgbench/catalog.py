@@ -141,8 +141,10 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _copy_from(source: str, dest: Path) -> None:
-    """Copy a local path or download a URL (http, https, file) to `dest`."""
+def _copy_from(source: str, dest: Path, hint: str = "") -> None:
+    """Copy a local path or download a URL (http, https, file) to `dest`.
+
+    hint: appended to the message of a failed download (what to do without network access)."""
     if "://" not in source:
         if not Path(source).is_file():
             raise FetchError(f"{source}: file not found in the mirror")
@@ -153,11 +155,11 @@ def _copy_from(source: str, dest: Path) -> None:
             expected = resp.headers.get("Content-Length")
             shutil.copyfileobj(resp, out, 1 << 20)
         if expected is not None and dest.stat().st_size != int(expected):
-            raise FetchError(f"{source}: download interrupted ({dest.stat().st_size} of {expected} bytes)")
+            raise FetchError(f"{source}: download interrupted ({dest.stat().st_size} of {expected} bytes){hint}")
     except FetchError:
         raise
-    except Exception as err:  # network errors, HTTP 404, a connection closed mid-file
-        raise FetchError(f"{source}: download failed: {type(err).__name__}: {err}") from None
+    except Exception as err:  # network errors (URLError, timeouts, OSError), HTTP 404, a connection closed mid-file
+        raise FetchError(f"{source}: download failed: {type(err).__name__}: {err}{hint}") from None
 
 
 def fetch(name: str, mirror: str | None = None, log=print) -> Path:
@@ -174,6 +176,10 @@ def fetch(name: str, mirror: str | None = None, log=print) -> Path:
         return final
     base = mirror if mirror is not None else BASE_URL
     is_url = "://" in base
+    # Machines without network access (clusters, CI) are common: a failed download says how to
+    # fetch from a copy instead, in the layout the mirror must have.
+    hint = (f"; no network? copy from a local folder or another URL with `run_bench.py data fetch {bench.name} "
+            f"--mirror DIR_OR_URL` (a folder holding {bench.folder}/{FILES[0]}, {bench.folder}/{FILES[2]}, ...)")
     tmp = final.parent / f".tmp-{bench.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
@@ -188,7 +194,7 @@ def fetch(name: str, mirror: str | None = None, log=print) -> Path:
                 source = str(Path(base) / bench.folder / fname)
             log(f"{bench.name}: {fname} <- {source}")
             (tmp / fname).parent.mkdir(parents=True, exist_ok=True)
-            _copy_from(source, tmp / fname)
+            _copy_from(source, tmp / fname, hint=hint)
             got = sha256_of(tmp / fname)
             if got != expected[fname]:
                 raise FetchError(f"{source}: checksum mismatch (SHA-256 {got}, expected {expected[fname]}); "

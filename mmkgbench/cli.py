@@ -84,14 +84,13 @@ def cmd_prune(args) -> int:
     """prune --stale: move stored runs made by other model, scenario or protocol versions than the
     current code's into results/stale/ (after a `git pull` that bumped a version)."""
     from mmkgbench.resolve import stale_reasons
-    from mmkgbench.results import load_config, move_aside, runs_dir
+    from mmkgbench.results import load_config, move_aside, runs_dir, valid_runs
     if not args.stale:
         raise ValueError("prune needs --stale (move runs whose versions are not the current code's aside)")
     moved = 0
     folder = runs_dir(args.results)
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if path.name.startswith(".") or not (path / "config.json").is_file():
-            continue
+    for name in valid_runs(args.results, log=lambda msg: print(f"quarantined: {msg}"), move=not args.dry_run):
+        path = folder / name
         reasons = stale_reasons(load_config(args.results, path.name).get("config", {}))
         if reasons:
             moved += 1
@@ -105,12 +104,8 @@ def cmd_perturb(args) -> int:
     """Show (and optionally save) exactly what a scenario does to a data set for one seed."""
     import numpy as np
 
-    from mmkgbench.grid import parse_set
     from mmkgbench.scenarios import apply, check_options, perturbation
-    options = {}
-    for item in args.option or []:
-        _, key, value = parse_set(f"option.{item}")
-        options[key] = value
+    options = dict(_parse_option(item) for item in args.option or [])
     data = _load_named(args.dataset, args)
     options = check_options(args.scenario, options)
     out = apply(data, args.scenario, args.level, args.seed, **options)
@@ -126,6 +121,17 @@ def cmd_perturb(args) -> int:
         np.savez_compressed(args.save, **rec)
         print(f"written: {args.save}")
     return 0
+
+
+def _parse_option(item: str) -> tuple[str, object]:
+    """--option 'modality=image' -> ('modality', 'image'); values are read as --set reads them.
+
+    Checked here rather than left to parse_set, whose message speaks of --set and SECTION.KEY."""
+    from mmkgbench.grid import parse_set
+    if "=" not in item or not item.split("=", 1)[0].strip():
+        raise ValueError(f"--option {item!r}: expected KEY=VALUE, e.g. modality=image")
+    _, key, value = parse_set(f"option.{item}")
+    return key, value
 
 
 def cmd_data(args) -> int:
@@ -254,6 +260,20 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _results_problem(args) -> str | None:
+    """Why --results cannot be the results folder of this command, or None.
+
+    Checked once, before any command starts: a file there would otherwise surface as a traceback
+    (run, data audit) or as "no stored results" / "0 stale runs" (report, prune) only after the work."""
+    from pathlib import Path
+    uses_results = args.cmd in ("run", "report", "prune") or (args.cmd == "data" and args.action == "audit")
+    path = Path(args.results)
+    if uses_results and path.exists() and not path.is_dir():
+        return (f"--results {args.results}: is a file, not a folder; name a folder for the results "
+                "(it is created if missing)")
+    return None
+
+
 def main(argv=None) -> int:
     from mmkgbench.catalog import FetchError
     from mmkgbench.text import DEFAULT_ENCODER, ENCODERS
@@ -326,6 +346,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.cmd is None:                 # the default comparison
         args = parser.parse_args(["--results", args.results, "run"])
+    problem = _results_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         return {"run": cmd_run, "report": cmd_report, "list": cmd_list, "data": cmd_data,
                 "perturb": cmd_perturb, "prune": cmd_prune}[args.cmd](args)

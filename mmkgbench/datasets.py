@@ -146,7 +146,49 @@ def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False,
     """
     if isinstance(spec, str) and normalise(spec) in DATASETS:
         return DATASETS[normalise(spec)]()
+    spec = check_dataset(spec, base)
+
+    def resolve(p):
+        return resolve_path(p, base)
+
+    if "benchmark" in spec:
+        data = load_benchmark(spec["benchmark"], fetch_missing=fetch_missing, mirror=mirror)
+    else:
+        folder = resolve(spec["path"])
+        data = load_folder(folder, name=spec.get("name") or folder.name, layout=spec.get("layout", "auto"))
+    if spec.get("features"):
+        data = add_features(data, spec["features"], resolve)
+    transform = spec.get("transform", "none")
+    if transform != "none":
+        data = FEATURE_TRANSFORMS[transform](data)
+    # The name goes into every result row: an explicit `name`, else the source plus the features.
+    data = data.replace(name=spec.get("name") or data.name + feature_suffix(spec, resolve))
+    return apply_split_policy(data, spec.get("splits", "as_published"))
+
+
+def resolve_path(p, base: Path | None = None) -> Path:
+    """A path of a grid entry: `~` expanded; relative paths resolve against `base` (the grid's folder)."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() or base is None else (base / p)
+
+
+LAYOUTS = ("auto", "momok", "openke")
+
+
+def check_dataset(spec, base: Path | None = None, *, files: bool = True) -> dict | str:
+    """Check a grid's data set entry without reading its triples or features; returns it as a table
+    ({"benchmark": ...} or {"path": ...}), or the synthetic name. ValueError names the problem.
+
+    Checked: the kind of entry, its keys and their types, that a benchmark name is known (not that it
+    is fetched: `run --fetch` may fetch it), that `features` sources are a folder, files,
+    "encoded[:<encoder>]" (text only, a known encoder) or "literals" (numeric, DB15K only), and the
+    `layout`, `transform` and `splits` values. With `files` (the default) also that the folders and
+    files it names exist; the grid reader checks without (a grid naming feature files of another
+    machine can still be listed and reported), the runner loads every data set before training.
+    """
     if isinstance(spec, str):
+        if normalise(spec) in DATASETS:
+            return spec
         spec = {"benchmark": spec} if catalog.is_benchmark(spec) else {"path": spec}
     if not isinstance(spec, dict) or ("path" in spec) == ("benchmark" in spec):
         raise ValueError(f"a data set is a registered name {sorted(DATASETS)}, a benchmark name, a path, or a table "
@@ -154,32 +196,47 @@ def load_dataset(spec, base: Path | None = None, *, fetch_missing: bool = False,
     unknown = set(spec) - set(TABLE_KEYS)
     if unknown:
         raise ValueError(f"data set table {spec!r}: unknown keys {sorted(unknown)} (valid: {', '.join(TABLE_KEYS)})")
-    splits = spec.get("splits", "as_published")
-    if splits not in SPLIT_POLICIES:
-        raise ValueError(f"data set table {spec!r}: splits must be one of {', '.join(SPLIT_POLICIES)}, "
-                         f"got {splits!r}")
-
-    def resolve(p):
-        p = Path(p).expanduser()
-        return p if p.is_absolute() or base is None else (base / p)
-
-    if "benchmark" in spec:
-        data = load_benchmark(spec["benchmark"], fetch_missing=fetch_missing, mirror=mirror)
-    else:
-        folder = resolve(spec["path"])
+    for key in ("benchmark", "path", "name", "layout", "transform", "splits"):
+        if key in spec and not (isinstance(spec[key], str) and spec[key]):
+            raise ValueError(f"data set table: {key} must be a non-empty string, got {spec[key]!r}")
+    choices = {"layout": LAYOUTS, "transform": tuple(FEATURE_TRANSFORMS), "splits": tuple(SPLIT_POLICIES)}
+    for key, valid in choices.items():
+        if key in spec and spec[key] not in valid:
+            raise ValueError(f"data set table: {key} must be one of {', '.join(valid)}, got {spec[key]!r}")
+    if "benchmark" in spec and not catalog.is_benchmark(spec["benchmark"]):
+        raise ValueError(f"unknown benchmark {spec['benchmark']!r}; choose from "
+                         f"{[b.name for b in catalog.CATALOG.values()]}")
+    if "path" in spec and files:
+        folder = resolve_path(spec["path"], base)
         if not folder.is_dir():
             raise ValueError(f"unknown data set {spec['path']!r}: not a registered name {sorted(DATASETS)}, "
                              f"not a benchmark {[b.name for b in catalog.CATALOG.values()]}, and not a folder "
                              f"({folder})")
-        data = load_folder(folder, name=spec.get("name") or folder.name, layout=spec.get("layout", "auto"))
-    if spec.get("features"):
-        data = add_features(data, spec["features"], resolve)
-    transform = spec.get("transform", "none")
-    if transform not in FEATURE_TRANSFORMS:
-        raise ValueError(f"data set table {spec!r}: transform must be one of {sorted(FEATURE_TRANSFORMS)}, "
-                         f"got {transform!r}")
-    if transform != "none":
-        data = FEATURE_TRANSFORMS[transform](data)
-    # The name goes into every result row: an explicit `name`, else the source plus the features.
-    data = data.replace(name=spec.get("name") or data.name + feature_suffix(spec, resolve))
-    return apply_split_policy(data, splits)
+    feats = spec.get("features")
+    if feats is None or feats == "":
+        return spec
+    if isinstance(feats, str):
+        if files and not resolve_path(feats, base).is_dir():
+            raise ValueError(f"features = {feats!r}: not a folder ({resolve_path(feats, base)})")
+        return spec
+    if not isinstance(feats, dict) or not feats:
+        raise ValueError(f"features must be a folder or a table modality -> source, got {feats!r}")
+    from mmkgbench.text import ENCODERS
+    bench = catalog.get_benchmark(spec["benchmark"]) if "benchmark" in spec else None
+    for m, source in feats.items():
+        if not isinstance(source, str) or not source:
+            raise ValueError(f"features.{m} must be a file, \"encoded[:<encoder>]\" or \"literals\", got {source!r}")
+        encoder = encoder_of(source)
+        if encoder is not None:
+            if m != "text":
+                raise ValueError(f"features.{m} = {source!r}: only text can be encoded from entity names")
+            if encoder not in ENCODERS:
+                raise ValueError(f"features.{m} = {source!r}: unknown encoder {encoder!r}; choose from "
+                                 f"{sorted(ENCODERS)}")
+        elif source == "literals":
+            if m != "numeric" or bench is None or not any("literals" in e.path for e in bench.extras):
+                raise ValueError(f"features.{m} = 'literals': numeric literals exist for DB15K only "
+                                 "(as features.numeric); name a literal file for other data")
+        elif files and not resolve_path(source, base).is_file():
+            raise ValueError(f"features.{m} = {source!r}: file not found ({resolve_path(source, base)})")
+    return spec

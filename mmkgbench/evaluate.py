@@ -9,11 +9,13 @@ evaluates itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
+from mmkgbench.ranges import check_config
 from mmkgbench.ranking import KnownAnswers, filtered_ranks, metrics
 # TIE_POLICIES: tie rule -> the rank column its metrics read (None for "expected"), torch-free for the report
 from mmkgbench.ties import TIE_POLICIES, expected_metrics
@@ -33,7 +35,11 @@ class EvalConfig:
     compile: str = "auto"            # fused counting kernel: "auto" (large evaluations), "on", "off"
     tie: str = "realistic"           # which rank the metrics use: one of TIE_POLICIES
 
+    ranges: ClassVar[dict] = {"batch_size": "[1, inf)", "hits_at": "[1, inf)", "filter_valid_with_test": None,
+                              "compile": ("auto", "on", "off"), "tie": tuple(TIE_POLICIES)}
+
     def __post_init__(self):
+        check_config(self)
         if self.tie not in TIE_POLICIES:
             raise ValueError(f"EvalConfig: tie must be one of {list(TIE_POLICIES)}, got {self.tie!r}")
         if self.compile not in ("auto", "on", "off"):

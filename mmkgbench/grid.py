@@ -14,11 +14,12 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from mmkgbench.datasets import dataset_label
+from mmkgbench.datasets import check_dataset, dataset_label
 from mmkgbench.evaluate import EvalConfig
 from mmkgbench.features import FILL_POLICIES
 from mmkgbench.models import MODELS, get_model
 from mmkgbench.protocol import PROTOCOLS
+from mmkgbench.ranges import check_field
 from mmkgbench.registry import normalise
 from mmkgbench.scenarios import SCENARIOS, ScenarioError, check_options, get_scenario
 from mmkgbench.train import TrainConfig
@@ -34,6 +35,11 @@ GRID_KEYS = {"name", "description", "models", "datasets", "seeds", "scenarios", 
 # [inputs]: what a model that reads features sees where an entity lacks a modality
 # (mmkgbench.features.FILL_POLICIES). Zeros by default, as methods.md §4 and MACO/MMRNS do.
 INPUT_DEFAULTS = {"fill": "zeros"}
+
+
+# Seeds go into numpy's SeedSequence and torch.manual_seed; 32 bits is what every generator takes.
+SEED_LIMIT = 2 ** 32
+EXAMPLES = {"models": '["tucker", "momok"]', "datasets": '["synthetic"]', "seeds": "[0, 1, 2]"}
 
 
 class GridError(ValueError):
@@ -65,7 +71,8 @@ class Cell:
 
     @property
     def dataset_spec(self):
-        return dict(self.dataset) if isinstance(self.dataset, tuple) else self.dataset
+        """The grid's data set entry as written: a name, or a table with its nested tables (features) as dicts."""
+        return thaw(self.dataset)
 
     def scenario_steps(self) -> list[tuple[str, float, dict]]:
         """[(registered scenario, level, full options)] this cell applies, in order."""
@@ -87,6 +94,11 @@ class Grid:
     cells: tuple[Cell, ...]
     description: str = ""
     skipped: tuple = ()   # (model, scenario) pairs left out: the scenario cannot change what the model reads
+    datasets: tuple = ()  # the `datasets` entries, frozen, in the grid's order (errors name them by position)
+
+    def dataset_key(self, dataset) -> str:
+        """Where a frozen data set entry is in the grid file, for error messages: 'datasets[2]'."""
+        return f"datasets[{self.datasets.index(dataset) + 1}]" if dataset in self.datasets else "datasets"
 
     def skipped_note(self) -> str:
         """One line naming the (model, scenario) pairs not run, or ""."""
@@ -101,8 +113,9 @@ def field_types(cls) -> dict[str, object]:
     return {f.name: f.default for f in fields(cls)}
 
 
-def check_value(where: str, key: str, value, default):
-    """Type-check an override against the dataclass default's type (int is accepted for float)."""
+def check_value(where: str, key: str, value, default, cls=None):
+    """Check an override: its type against the dataclass default's (int is accepted for float), and
+    its value against `cls.ranges` (mmkgbench.ranges) when `cls` is given. Returns it normalised."""
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -116,7 +129,13 @@ def check_value(where: str, key: str, value, default):
     if not ok:
         raise GridError(f"{where}: {key} = {value!r} has type {type(value).__name__}, expected "
                         f"{type(default).__name__} (default {default!r})")
-    return tuple(value) if isinstance(default, tuple) else (float(value) if isinstance(default, float) else value)
+    value = tuple(value) if isinstance(default, tuple) else (float(value) if isinstance(default, float) else value)
+    if cls is not None:
+        try:
+            check_field(cls, key, value)
+        except ValueError as err:
+            raise GridError(f"{where}: {err}") from None
+    return value
 
 
 def split_overrides(model: str, overrides: dict, where: str) -> tuple[dict, dict]:
@@ -126,12 +145,16 @@ def split_overrides(model: str, overrides: dict, where: str) -> tuple[dict, dict
     m, t = {}, {}
     for key, value in overrides.items():
         if key in mfields:
-            m[key] = check_value(where, key, value, mfields[key])
+            m[key] = check_value(where, key, value, mfields[key], cls.Config)
         elif key in tfields:
-            t[key] = check_value(where, key, value, tfields[key])
+            t[key] = check_value(where, key, value, tfields[key], TrainConfig)
         else:
             raise GridError(f"{where}: unknown setting {key!r} for {model}; valid keys: model config "
                             f"{sorted(mfields)}, training {sorted(tfields)}")
+    try:                                   # what one key cannot show: the model's cross-field checks
+        cls.Config(**m)
+    except ValueError as err:
+        raise GridError(f"{where}: {err}") from None
     return m, t
 
 
@@ -146,8 +169,16 @@ def load_grid(path_or_name, sets: list[str] = (), protocol: str | None = None) -
     if not path.is_file():
         names = sorted(p.stem for p in GRID_DIR.glob("*.toml"))
         raise GridError(f"grid {path_or_name!r} not found: not a file, and not one of {names}")
+    raw = path.read_bytes()
     try:
-        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise GridError(f"{path}: line {line}, column {column}: byte 0x{raw[err.start]:02x} is not UTF-8; a grid "
+                        "file is UTF-8 text (save it as UTF-8)") from None
+    try:
+        spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise GridError(f"{path}: invalid TOML: {err}") from None
     return grid_from_dict(spec, path=path, sets=sets, protocol=protocol)
@@ -175,8 +206,11 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
     if not isinstance(protocol, str) or protocol not in PROTOCOLS:
         raise GridError(f"{where}: protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
     for key in ("models", "datasets", "seeds"):
-        if not spec.get(key):
-            raise GridError(f"{where}: '{key}' must be a non-empty list")
+        if not isinstance(spec.get(key), list) or not spec[key]:
+            raise GridError(f"{where}: {key} must be a non-empty list, e.g. {key} = {EXAMPLES[key]}; got "
+                            f"{spec.get(key)!r}")
+    if not all(isinstance(m, str) and m for m in spec["models"]):
+        raise GridError(f"{where}: models must be a list of model names (strings), got {spec['models']!r}")
     # [variants.NAME]: a registered model under a name of its own, with settings on top of the base
     # model's [overrides] (an ablation row: model = "momok", exid = false). Results carry the name.
     variants = {}
@@ -196,8 +230,15 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
             raise GridError(f"{where}: unknown model {m!r}; choose from {sorted(MODELS)} or the grid's variants "
                             f"{sorted(variants)}")
     seeds = spec["seeds"]
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise GridError(f"{where}: seeds must be integers, got {seeds!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < SEED_LIMIT for s in seeds):
+        raise GridError(f"{where}: seeds must be integers in [0, 2**32), got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise GridError(f"{where}: seeds {seeds!r} repeat a seed")
+    for i, dataset in enumerate(spec["datasets"], 1):
+        try:
+            check_dataset(dataset, path.parent if path else None, files=False)
+        except ValueError as err:
+            raise GridError(f"{where}: datasets[{i}] = {dataset!r}: {err}") from None
     scenarios = parse_scenarios(spec.get("scenarios", {"clean": [0.0]}), where)
     train_all = dict(spec.get("train", {}))
     eval_all = dict(spec.get("eval", {}))
@@ -211,11 +252,11 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
     for key, value in train_all.items():
         if key not in tfields:
             raise GridError(f"{where}: [train] unknown key {key!r}; valid: {sorted(tfields)}")
-        train_all[key] = check_value(f"{where} [train]", key, value, tfields[key])
+        train_all[key] = check_value(f"{where} [train]", key, value, tfields[key], TrainConfig)
     for key, value in eval_all.items():
         if key not in efields:
             raise GridError(f"{where}: [eval] unknown key {key!r}; valid: {sorted(efields)}")
-        eval_all[key] = check_value(f"{where} [eval]", key, value, efields[key])
+        eval_all[key] = check_value(f"{where} [eval]", key, value, efields[key], EvalConfig)
     for key, value in inputs.items():
         if key not in INPUT_DEFAULTS:
             raise GridError(f"{where}: [inputs] unknown key {key!r}; valid: {sorted(INPUT_DEFAULTS)}")
@@ -227,7 +268,7 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
     by_dataset = dataset_overrides(spec, where, models, variants)
     cells, skipped = [], []
     for dataset in spec["datasets"]:
-        ds = tuple(sorted((k, freeze(v)) for k, v in dataset.items())) if isinstance(dataset, dict) else dataset
+        ds = freeze(dataset)
         extra = by_dataset.get(dataset_keys(dataset)[0], {})
         for key in dataset_keys(dataset)[1:]:
             extra = {**by_dataset.get(key, {}), **extra}
@@ -238,6 +279,7 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
             section = f"[variants.{model}]" if model != base else f"[overrides.{model}]"
             m_over, t_over = split_overrides(base, settings, f"{where} {section}")
             t_all = {**train_all, **t_over}
+            check_training(get_model(base), t_all, eval_all, f"{where} {section}")
             for scenario, (steps, levels) in scenarios.items():
                 if not can_affect(get_model(base), steps):
                     if (model, scenario) not in skipped:
@@ -250,7 +292,22 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
                                           tuple(sorted(eval_all.items())), inputs["fill"],
                                           base if model != base else "", protocol, steps))
     return Grid(name=spec.get("name") or (path.stem if path else "grid"), path=path, cells=tuple(cells),
-                description=spec.get("description", ""), skipped=tuple(skipped))
+                description=spec.get("description", ""), skipped=tuple(skipped),
+                datasets=tuple(freeze(d) for d in spec["datasets"]))
+
+
+def check_training(cls, train: dict, evaluation: dict, where: str) -> None:
+    """The training and evaluation settings of one model, checked as a whole (GridError): the configs'
+    own cross-field checks, and that the selection metric is one the evaluation computes."""
+    try:
+        tcfg = TrainConfig(**{**cls.train_defaults, **train})
+        ecfg = EvalConfig(**evaluation)
+    except ValueError as err:
+        raise GridError(f"{where}: {err}") from None
+    metric = tcfg.selection_metric
+    if metric.startswith("hits@") and int(metric[5:]) not in ecfg.hits_at:
+        raise GridError(f"{where}: selection_metric = {metric!r} needs {int(metric[5:])} in [eval] hits_at "
+                        f"{list(ecfg.hits_at)}")
 
 
 def dataset_keys(dataset) -> list[str]:
@@ -370,13 +427,28 @@ def can_affect(cls, steps) -> bool:
     return False
 
 
+class Table(tuple):
+    """A TOML table frozen so that a `Cell` is hashable: its (key, value) pairs, sorted by key. Being
+    its own type, it is told apart from a list of pairs when thawed."""
+
+    __slots__ = ()
+
+
 def freeze(v):
-    return tuple(sorted((k, freeze(x)) for k, x in v.items())) if isinstance(v, dict) else v
+    """A grid value made hashable, at every depth: a table becomes a `Table`, a list a tuple."""
+    if isinstance(v, dict):
+        return Table(sorted((k, freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return tuple(freeze(x) for x in v)
+    return v
 
 
 def thaw(v):
-    if isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in v):
+    """The inverse of `freeze`: every `Table` (nested ones too) a dict again, tuples lists."""
+    if isinstance(v, Table):
         return {k: thaw(x) for k, x in v}
+    if isinstance(v, tuple):
+        return [thaw(x) for x in v]
     return v
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -22,8 +20,9 @@ from pathlib import Path
 import mmkgbench
 from mmkgbench.data import MMKG
 from mmkgbench.evaluate import EvalConfig
-from mmkgbench.grid import Cell, GridError, thaw
+from mmkgbench.grid import Cell, GridError
 from mmkgbench.protocol import BY_VERSION, get_protocol
+from mmkgbench.results import run_id_of
 from mmkgbench.scenarios import SCENARIOS
 from mmkgbench.train import TrainConfig
 
@@ -39,7 +38,7 @@ def resolve(cell: Cell, data: MMKG) -> dict:
         tcfg, ecfg = protocol.configure(tcfg, ecfg)
     except ValueError as err:
         raise GridError(f"{cell.label()}: {err}") from None
-    spec = thaw(cell.dataset) if isinstance(cell.dataset, tuple) else cell.dataset
+    spec = cell.dataset_spec
     seen = model_modalities(cls, data)
     # The fill policy matters only to a model that reads features: leaving it out otherwise keeps
     # structure-only runs from being redone when it changes.
@@ -68,10 +67,6 @@ def scenario_config(cell: Cell) -> dict:
                       for n, lv, o, sw in steps]}
 
 
-def run_id_of(config: dict) -> str:
-    """The run id: the first 16 hex digits of the SHA-256 of the config's canonical JSON."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def code_version() -> str:

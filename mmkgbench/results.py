@@ -10,17 +10,25 @@
     results/runs/<run_id>/perturbation.npz what the scenario did (noised or removed entities, dropped
                                            and added triples); absent for clean runs
     results/failed/<run_id>.json           the error of a run that failed (removed once it succeeds)
+    results/quarantine/<folder>/           a damaged or foreign run folder, moved out of runs/ with
+                                           QUARANTINE.txt saying why (see `check_run`)
 
 A run is written into a hidden temporary folder and renamed into place in one step, so a run
 folder either holds all its files or does not exist: a killed run leaves nothing a report reads.
-Runs are never rewritten; reading = concatenating all run folders.
+Runs are never rewritten; reading = concatenating all valid run folders. A folder is valid only if
+its name is the hash of its config.json and every file parses with the columns it should have
+(`check_run`); `valid_runs` moves any other folder to quarantine/ (a copy `<id>_bak`, a truncated
+rows.csv, a folder without rows.csv), so `report` never reads it and `run` redoes the run.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +38,20 @@ ROW_COLUMNS = ["run_id", "model", "model_version", "dataset", "scenario", "scena
                "metric", "value", "source", "protocol", "filter", "selection", "best_epoch", "epochs",
                "dataset_fingerprint", "code_version", "device", "started_at", "wall_s", "train_s", "config_json"]
 VIEWS_FILE = "interpretation.json"          # a run's interpretation views (see write_run)
+# per_query.csv.gz: the run id, mmkgbench.evaluate.QUERY_COLUMNS, and the split (tests/test_results.py
+# checks that the two lists agree; this module stays free of torch, so `report` starts fast).
+PER_QUERY_COLUMNS = ["run_id", "query_id", "h", "r", "t", "side", "rank_opt", "rank_pess", "rank_real", "rank_rand",
+                     "n_cand", "split"]
+# Row columns a valid run fills in every row (the others may be empty, e.g. best_epoch of a run that
+# never evaluated).
+REQUIRED_ROW_VALUES = ["run_id", "model", "dataset", "scenario", "level", "seed", "split", "side", "metric", "value",
+                       "protocol"]
+
+
+def run_id_of(config: dict) -> str:
+    """The run id: the first 16 hex digits of the SHA-256 of the config's canonical JSON."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def runs_dir(root) -> Path:
@@ -181,20 +203,190 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def load_rows(root, run_ids=None) -> pd.DataFrame:
-    """All result rows under `root` (optionally only `run_ids`) as one frame with ROW_COLUMNS."""
-    d = runs_dir(root)
-    frames = []
-    if d.is_dir():
-        for p in sorted(d.iterdir()):
-            if p.name.startswith(".") or not (p / "rows.csv").is_file():
-                continue
-            if run_ids is not None and p.name not in run_ids:
-                continue
-            frames.append(pd.read_csv(p / "rows.csv", keep_default_na=False, na_values=[""]))
+def read_rows(path) -> pd.DataFrame:
+    """One rows.csv as stored (empty strings are missing values, every other text kept as written)."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def load_rows(root, run_ids=None, log=None) -> pd.DataFrame:
+    """The rows of every valid run under `root` (optionally only `run_ids`) as one frame with
+    ROW_COLUMNS. Damaged folders are moved to quarantine/ first (`valid_runs`; `log` hears of each)."""
+    frames = [read_rows(runs_dir(root) / rid / "rows.csv") for rid in valid_runs(root, run_ids, log=log)]
     if not frames:
         return pd.DataFrame(columns=ROW_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+def check_run(folder) -> list[str]:
+    """What is wrong with a run folder: [] for a valid one.
+
+    Valid means: config.json is a JSON object whose "config" hashes to the folder's name (so a copy
+    `<id>_bak`, or a config edited by hand, is not a run); rows.csv parses, has every column of
+    ROW_COLUMNS, fills REQUIRED_ROW_VALUES, has numeric values, names this run and its model in every
+    row, holds no row twice and every split the run's protocol stores, with the same metrics on every
+    side; per_query.csv.gz parses to the end (gzip's checksum catches a truncated file) with
+    PER_QUERY_COLUMNS and integer ranks >= 1; history.csv parses with an `epoch` column; the optional
+    interpretation tables, interpretation.json and perturbation.npz parse.
+    """
+    from mmkgbench.protocol import BY_VERSION
+    folder = Path(folder)
+    name = folder.name
+    try:
+        provenance = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ["no config.json"]
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return [f"config.json is not valid JSON ({err})"]
+    config = provenance.get("config") if isinstance(provenance, dict) else None
+    if not isinstance(config, dict):
+        return ["config.json holds no \"config\" object"]
+    if run_id_of(config) != name:
+        return [f"the folder's name is not the hash of its config.json (that is {run_id_of(config)}): a copy, a "
+                "renamed folder or an edited config"]
+    problems = []
+    try:
+        rows = read_rows(folder / "rows.csv")
+    except FileNotFoundError:
+        return ["no rows.csv"]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        return [f"rows.csv does not parse ({str(err).strip()})"]
+    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
+    if missing:
+        return [f"rows.csv lacks the columns {missing} (header damaged or from another version)"]
+    if rows.empty:
+        return ["rows.csv holds no rows"]
+    empty = [c for c in REQUIRED_ROW_VALUES if rows[c].isna().any()]
+    if empty:
+        problems.append(f"rows.csv has empty cells in {empty} (truncated?)")
+    for column in ("value", "level", "seed"):
+        values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            problems.append(f"rows.csv: {column} is not a finite number in {int((~np.isfinite(values)).sum())} row(s)")
+    if set(rows["run_id"].astype(str)) != {name}:
+        problems.append(f"rows.csv names other runs {sorted(set(rows['run_id'].astype(str)) - {name})}")
+    if set(rows["model"].astype(str)) != {str(config.get("model"))}:
+        problems.append(f"rows.csv names models {sorted(set(rows['model'].astype(str)))}, config.json "
+                        f"{config.get('model')!r}")
+    if rows.duplicated(["split", "side", "metric"]).any():
+        problems.append("rows.csv holds a (split, side, metric) twice")
+    # Exactly the rows the run's protocol and evaluation settings write: a file cut at a line break
+    # parses, but lacks some of them.
+    protocol = BY_VERSION.get(config.get("protocol"))
+    hits = (config.get("eval") or {}).get("hits_at")
+    if protocol is not None and isinstance(hits, list):
+        sides = ("both",) if protocol.best_per_metric else ("head", "tail", "both")
+        want = {(sp, side, m) for sp in protocol.stored_splits for side in sides
+                for m in ["mrr", "mr", *(f"hits@{k}" for k in hits)]}
+        got = set(zip(rows["split"], rows["side"], rows["metric"]))
+        if got != want:
+            lost, extra = sorted(want - got), sorted(got - want)
+            problems.append("rows.csv " + "; ".join(
+                ([f"lacks {len(lost)} row(s), e.g. {lost[0]} (truncated?)"] if lost else []) +
+                ([f"holds {len(extra)} unexpected row(s), e.g. {extra[0]}"] if extra else [])))
+    else:
+        problems.append(f"config.json names an unknown protocol {config.get('protocol')!r} or no eval.hits_at")
+    problems += check_per_query(folder / "per_query.csv.gz", name)
+    try:
+        history = pd.read_csv(folder / "history.csv")
+        if "epoch" not in history.columns or history.empty:
+            problems.append("history.csv has no epoch rows")
+    except FileNotFoundError:
+        problems.append("no history.csv")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        problems.append(f"history.csv does not parse ({str(err).strip()})")
+    for path in sorted(folder.glob("interpret_*.csv")):
+        try:
+            pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            problems.append(f"{path.name} does not parse ({str(err).strip()})")
+    if (folder / VIEWS_FILE).exists():
+        try:
+            if not isinstance(json.loads((folder / VIEWS_FILE).read_text(encoding="utf-8")), dict):
+                problems.append(f"{VIEWS_FILE} is not an object of views")
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            problems.append(f"{VIEWS_FILE} is not valid JSON ({err})")
+    if (folder / "perturbation.npz").exists():
+        try:
+            with np.load(folder / "perturbation.npz") as z:
+                for key in z.files:
+                    z[key]
+        except Exception as err:  # a damaged zip raises zipfile, OSError or ValueError errors
+            problems.append(f"perturbation.npz does not load ({type(err).__name__}: {err})")
+    return problems
+
+
+def check_per_query(path: Path, run_id: str) -> list[str]:
+    """What is wrong with a run's per_query.csv.gz ([] when nothing is)."""
+    try:
+        pq = pd.read_csv(path)
+    except FileNotFoundError:
+        return ["no per_query.csv.gz"]
+    except Exception as err:  # gzip (BadGzipFile, EOFError), zlib and parser errors all mean damaged
+        return [f"per_query.csv.gz does not parse ({type(err).__name__}: {str(err).strip()})"]
+    missing = [c for c in PER_QUERY_COLUMNS if c not in pq.columns]
+    if missing:
+        return [f"per_query.csv.gz lacks the columns {missing}"]
+    problems = []
+    if pq.empty:
+        problems.append("per_query.csv.gz holds no queries")
+    if set(pq["run_id"].astype(str)) - {run_id}:
+        problems.append("per_query.csv.gz names other runs")
+    for column in ("rank_opt", "rank_pess", "rank_real", "rank_rand", "n_cand"):
+        values = pd.to_numeric(pq[column], errors="coerce")
+        if values.isna().any() or (values < 1).any() or (values != values.round()).any():
+            problems.append(f"per_query.csv.gz: {column} is not an integer >= 1 everywhere")
+            break
+    return problems
+
+
+def valid_runs(root, run_ids=None, log=None, move: bool = True) -> list[str]:
+    """The valid run folders under `root`/runs (only those in `run_ids` when given), sorted by name.
+
+    Every other folder (hidden temporary folders of runs in progress aside) is moved to
+    `root`/quarantine/ by `quarantine` and named to `log` (default: a warning on stderr) with its
+    problems; the run it held, if any, is then not stored, so `run` trains it again. With `move`
+    false (a dry run) such folders are only named and left out.
+    """
+    log = log or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    d = runs_dir(root)
+    out = []
+    for p in sorted(d.iterdir()) if d.is_dir() else []:
+        if p.name.startswith(".") or (run_ids is not None and p.name not in run_ids):
+            continue
+        if not p.is_dir():
+            problems = ["not a folder"]
+        else:
+            problems = check_run(p)
+        if not problems:
+            out.append(p.name)
+            continue
+        if not p.exists():                  # moved aside meanwhile (prune, another process's quarantine)
+            continue
+        if not move:
+            log(f"{p}: {'; '.join(problems)}; would be moved to {Path(root) / 'quarantine'}")
+            continue
+        target = quarantine(root, p, problems)
+        if target is not None:
+            log(f"{p}: {'; '.join(problems)}; moved to {target} (`run` redoes the run)")
+    return out
+
+
+def quarantine(root, path: Path, problems: list[str]) -> Path | None:
+    """Move a damaged run folder to `root`/quarantine/<name> (a new name if taken) in one rename and
+    write QUARANTINE.txt into it; None when another process moved it first."""
+    target = Path(root) / "quarantine" / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target = target.with_name(f"{path.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None
+    if target.is_dir():
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        (target / "QUARANTINE.txt").write_text(f"moved from {path} on {when}:\n" +
+                                               "".join(f"- {p}\n" for p in problems))
+    return target
 
 
 def load_per_query(root, run_id: str) -> pd.DataFrame:

@@ -22,28 +22,50 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mmkgbench.claims import WAIT_POLL_S, claim_holder, take_claim
 from mmkgbench.data import MMKG
 from mmkgbench.datasets import load_dataset
 from mmkgbench.evaluate import EvalConfig, evaluate
 from mmkgbench.features import fill_features
-from mmkgbench.grid import INPUT_DEFAULTS, Cell, Grid
+from mmkgbench.grid import INPUT_DEFAULTS, Cell, Grid, GridError
 from mmkgbench.model import ModelInputs
 from mmkgbench.protocol import BY_VERSION
 from mmkgbench.ranking import KnownAnswers
 from mmkgbench.resolve import (code_version, model_modalities, resolve, run_id_of, scoring_of, training_config,
                                training_id)
-from mmkgbench.results import ROW_COLUMNS, clean_stale, is_done, write_failure, write_run
+from mmkgbench.results import ROW_COLUMNS, clean_stale, is_done, runs_dir, valid_runs, write_failure, write_run
 from mmkgbench.scenarios import apply_steps, perturbation
 from mmkgbench.train import TrainConfig, best_per_metric, train
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """Chosen once per process: CUDA when present (or asked for), else CPU."""
+    """Chosen once per process: CUDA when present (or asked for), else CPU.
+
+    A device string torch does not parse, or a device this machine does not have, raises
+    ValueError naming the value and what to use instead: the command line prints it as one error
+    line (exit 2) rather than a traceback from deep inside torch or the first training.
+    """
+    forms = "auto, cpu, cuda or cuda:N"
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {name!r}: not a device torch knows; use one of {forms}") from None
+    # Other torch device types (mps, meta, xla ...) parse, but the runner (determinism, RNG forking,
+    # the device name in the rows) handles only these two.
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: device type {dev.type!r} is not supported; use one of {forms}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (f"torch {torch.__version__} built without CUDA" if torch.version.cuda is None
+                   else f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU")
+            raise ValueError(f"--device {name}: torch sees no CUDA device on this machine ({why}); "
+                             "use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {name}: torch sees {count} CUDA device(s) on this machine, "
+                             f"cuda:0 to cuda:{count - 1}; use one of those, cuda or auto")
     return dev
 
 
@@ -98,7 +120,7 @@ def run_cells(cells: list[Cell], data: MMKG, root, *, device: torch.device,
     triples = {"valid": perturbed.valid, "test": perturbed.test}
     devices = [device.index or 0] if device.type == "cuda" else []
     out = []
-    with torch.random.fork_rng(devices=devices), deterministic(device):
+    with torch.random.fork_rng(devices=devices), deterministic(device), threads(tcfg.threads):
         torch.manual_seed(lead.seed)            # dropout draws from the global RNG: seed it, scoped to this run
         model = build_model(lead, lead_config, perturbed).to(device)
         # A shared training watches (selects on) the scoring of the training config: the defaults
@@ -181,6 +203,18 @@ def deterministic(device: torch.device):
         torch.use_deterministic_algorithms(before)
 
 
+@contextlib.contextmanager
+def threads(n: int):
+    """torch's intra-op thread count set to `n` (TrainConfig.threads, part of the run id) for one run,
+    and put back afterwards: the count changes CPU numbers, so it is a setting, not the machine's."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
@@ -200,10 +234,19 @@ class GridPlan:
         seen: dict[str, int] = {}
         for i, cell in enumerate(grid.cells, 1):
             key = repr(cell.dataset)
+            where = f"{grid.path or grid.name}: {grid.dataset_key(cell.dataset)}"
             if key not in self.datasets:
-                self.datasets[key] = load_dataset(cell.dataset_spec, base=grid.path.parent if grid.path else None,
-                                                  fetch_missing=fetch_missing, mirror=mirror)
-            config = resolve(cell, self.datasets[key])
+                try:
+                    self.datasets[key] = load_dataset(cell.dataset_spec, base=grid.path.parent if grid.path else None,
+                                                      fetch_missing=fetch_missing, mirror=mirror)
+                except (ValueError, OSError) as err:       # DataError is a ValueError
+                    raise GridError(f"{where} = {cell.dataset_spec!r}: {err}") from None
+            try:
+                config = resolve(cell, self.datasets[key])
+            except GridError:
+                raise
+            except ValueError as err:                      # e.g. a model that needs a modality the data lacks
+                raise GridError(f"{where}: {cell.label()}: {err}") from None
             rid = run_id_of(config)
             if rid in seen:
                 self.duplicates.append((i, seen[rid], rid))
@@ -234,11 +277,14 @@ def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, 
 
     Every data set is loaded and every cell resolved before the first training starts, so a bad
     data set or setting stops the grid before anything trains. Returns {"done": [...run ids...],
-    "skipped": [...], "failed": [(cell label, error)], "trainings": number of trainings run}.
+    "skipped": [...], "failed": [(cell label, error)], "trainings": number of trainings run,
+    "by_others": [...run ids of "skipped" that another process stored while this one ran...]}.
+    Each training is claimed first (mmkgbench.claims), so processes sharing `root` split the grid.
     """
     device = device or pick_device()
     root = Path(root)
     clean_stale(root)
+    valid_runs(root, log=lambda msg: log(f"quarantined: {msg}"))   # damaged folders out of the way, so they are redone
     plan = GridPlan(grid, fetch_missing=fetch_missing, mirror=mirror)
     out = {"done": [], "skipped": [], "failed": [], "trainings": 0}
     n = len(grid.cells)
@@ -248,22 +294,73 @@ def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, 
     groups: dict[str, list] = {}
     for entry in plan.runs:
         groups.setdefault(entry[3], []).append(entry)
-    for tid, entries in groups.items():
+    # Each training is claimed before it trains (mmkgbench.claims), so several processes (or machines)
+    # on one results folder split the grid: a group another live process holds is deferred, and waited
+    # for once the rest is done; then its runs are stored (counted in "by_others") or its claim went
+    # stale and this process trains it. A run another process recorded as failed is simply tried again.
+    out["by_others"] = []
+    before = {rid for _, _, rid, _, _ in plan.runs if is_done(root, rid)}    # stored before this process began
+    queue = [(tid, [(i, cell, rid) for i, cell, rid, _, _ in entries], False) for tid, entries in groups.items()]
+    deferred: dict[str, list] = {}
+    told: set[str] = set()
+    polls = 0
+    while queue or deferred:
+        if not queue:                   # one pass done: look at the deferred groups again, then every few s
+            if polls:
+                time.sleep(WAIT_POLL_S)
+            polls += 1
+            queue, deferred = [(tid, entries, True) for tid, entries in deferred.items()], {}
+        tid, entries, again = queue.pop(0)
         pending = []
-        for i, cell, rid, _, _ in entries:
+        for i, cell, rid in entries:
             if is_done(root, rid):
                 out["skipped"].append(rid)
-                log(f"[{i}/{n}] {cell.label()}: done before ({rid}), skipped")
+                if rid not in before:
+                    out["by_others"].append(rid)
+                log(f"[{i}/{n}] {cell.label()}: " + (f"done before ({rid}), skipped" if rid in before
+                                                     else f"done by another process ({rid}), skipped"))
             else:
                 pending.append((i, cell, rid))
         if not pending:
             continue
-        for i, cell, rid in pending:
-            also = f", trained once with {len(pending) - 1} more" if len(pending) > 1 else ""
-            log(f"[{i}/{n}] {cell.label()}: running ({rid}{also})")
+        held = take_claim(root, tid)
+        if held is None:
+            deferred[tid] = pending
+            i, cell, _ = pending[0]
+            what = cell.label() + (f" (and {len(pending) - 1} more of its training)" if len(pending) > 1 else "")
+            who = claim_holder(root, tid) or "another process"
+            if not again:
+                log(f"[{i}/{n}] {what}: claimed by {who}, deferred")
+            elif tid not in told:
+                told.add(tid)
+                log(f"[{i}/{n}] waiting for {what}: claimed by {who}")
+            continue
         try:
+            if held.replaced:
+                log(f"[{pending[0][0]}/{n}] {pending[0][1].label()}: took over a stale claim ({held.replaced})")
+            # Another process may have stored some of these runs between the look above and the claim.
+            stored = {rid for _, _, rid in pending if is_done(root, rid)}
+            for i, cell, rid in pending:
+                if rid in stored:
+                    out["skipped"].append(rid)
+                    out["by_others"].append(rid)
+                    log(f"[{i}/{n}] {cell.label()}: done by another process ({rid}), skipped")
+            pending = [p for p in pending if p[2] not in stored]
+            if not pending:
+                continue
+            for i, cell, rid in pending:
+                also = f", trained once with {len(pending) - 1} more" if len(pending) > 1 else ""
+                log(f"[{i}/{n}] {cell.label()}: running ({rid}{also})")
             out["trainings"] += 1
             run_cells([c for _, c, _ in pending], plan.data(pending[0][1]), root, device=device, progress=progress)
+            # One line per finished run, from the rows just stored: with no progress bar (stderr not
+            # a terminal, see train._progress) a log still says what each run took and gave.
+            for i, cell, rid in pending:
+                r = pd.read_csv(runs_dir(root) / rid / "rows.csv")
+                mrr = r[(r["side"] == "both") & (r["metric"] == "mrr")].set_index("split")["value"]
+                split = "valid" if "valid" in mrr.index else "test"     # the reference protocol stores test only
+                log(f"[{i}/{n}] {cell.label()}: done in {r['wall_s'].iloc[0]:.1f} s, {r['epochs'].iloc[0]} epochs "
+                    f"(best {r['best_epoch'].iloc[0]}), {split} MRR {mrr.get(split, float('nan')):.4f}")
             out["done"] += [rid for _, _, rid in pending]
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -276,4 +373,6 @@ def run_grid(grid: Grid, root="results", *, device: torch.device | None = None, 
                                           "traceback": traceback.format_exc()})
                 out["failed"].append((cell.label(), f"{type(err).__name__}: {err}"))
                 log(f"[{i}/{n}] {cell.label()}: FAILED: {type(err).__name__}: {err}")
+        finally:
+            held.release()
     return out

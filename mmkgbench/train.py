@@ -30,14 +30,18 @@ from __future__ import annotations
 
 import copy
 import math
+import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mmkgbench.evaluate import EvalConfig, evaluate
+from mmkgbench.ranges import check_config
 from mmkgbench.ranking import KnownAnswers
 
 REGIMES = ("kvsall", "negative")
@@ -66,9 +70,25 @@ class TrainConfig:
     min_delta: float = 0.0                # improvement needed to count as better
     selection_metric: str = "mrr"         # metric on valid used to pick the checkpoint
     amp: bool = False                     # bf16 autocast on CUDA (ignored on CPU); ranking stays fp32
+    # CPU threads of the run (torch.set_num_threads, scoped to the run). Part of the config and so of
+    # the run id: on the CPU some kernels (MoMoK's among them) sum in an order that depends on the
+    # thread count, so 1 and 2 threads give different numbers for the same seed. 2 = the machine the
+    # README's numbers come from; set it to the cores you have (`--set train.threads=16`). On CUDA
+    # it sets only the CPU side's threads.
+    threads: int = 2
+
+    ranges: ClassVar[dict] = {
+        "regime": REGIMES, "lr": "(0, inf)", "optimizer": OPTIMIZERS, "weight_decay": "[0, inf)",
+        "lr_decay": "(0, 1]", "batch_size": "[1, inf)", "max_epochs": "[1, inf)", "label_smoothing": "[0, 1)",
+        "num_negatives": "[1, inf)", "loss": LOSSES, "margin": "[0, inf)", "adversarial_temperature": "[0, inf)",
+        "eval_every": "[0, inf)", "patience": "[1, inf)", "min_delta": "[0, inf)",
+        "selection_metric": None,         # "mrr", "mr" or "hits@k": checked below
+        "amp": None, "threads": "[1, 1024]"}
 
     def __post_init__(self):
-        checks = [(self.regime in REGIMES, f"regime must be one of {REGIMES}, got {self.regime!r}"),
+        checks = [(re.fullmatch(r"mrr|mr|hits@[1-9][0-9]*", self.selection_metric) is not None,
+                   f"selection_metric must be 'mrr', 'mr' or 'hits@k', got {self.selection_metric!r}"),
+                  (self.regime in REGIMES, f"regime must be one of {REGIMES}, got {self.regime!r}"),
                   (self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}"),
                   (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
                   (self.lr > 0, "lr must be > 0"), (self.batch_size > 0, "batch_size must be > 0"),
@@ -78,6 +98,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"TrainConfig: {msg}")
+        check_config(self)             # the declared range of every field (mmkgbench.ranges)
 
 
 class TrainingDiverged(RuntimeError):
@@ -275,6 +296,13 @@ def negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, ge
 
 
 def _progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr, or None (no bar) when disabled or when stderr is not a terminal.
+
+    This is the one place that decides: redrawn with carriage returns, a bar written to a log file
+    or a pipe (nohup, CI, `2> log`) fills it with hundreds of KB of redraws. Where there is no bar,
+    run_grid's "running" and "done" log lines report each run instead.
+    """
+    enabled = enabled and getattr(sys.stderr, "isatty", lambda: False)()
     if not enabled:
         return None
     from tqdm.auto import tqdm

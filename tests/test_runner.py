@@ -38,7 +38,7 @@ def test_every_grid_file_resolves(path):
 @pytest.mark.parametrize("spec, message", [
     ({**TINY_GRID, "modles": ["x"]}, "unknown top-level keys"),
     ({**TINY_GRID, "models": ["transx"]}, "unknown model 'transx'"),
-    ({**TINY_GRID, "seeds": []}, "'seeds' must be a non-empty list"),
+    ({**TINY_GRID, "seeds": []}, "seeds must be a non-empty list"),
     ({**TINY_GRID, "seeds": [0.5]}, "seeds must be integers"),
     ({**TINY_GRID, "scenarios": {"clean": [1.5]}}, "levels in \\[0, 1\\]"),
     ({**TINY_GRID, "scenarios": {"bogus": [0.0]}}, "unknown scenario 'bogus'"),

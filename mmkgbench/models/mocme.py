@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 import torch
@@ -44,6 +45,7 @@ from torch import Tensor, nn
 from mmkgbench.features import FeatureTable
 from mmkgbench.layers import linear
 from mmkgbench.model import NEGATIVE_SAMPLING_DEFAULTS, KGEModel, ModelInputs, init_, modulus_distance_all
+from mmkgbench.ranges import check_config
 
 STRUCTURE = "structure"
 FUSIONS = ("complementarity", "mean")
@@ -70,6 +72,12 @@ class MoCMEConfig:
     lambda_hard: float = 2.0
     reg: float = 1e-5                 # L2 on the batch's trainable rows [choice, NativE]
 
+    ranges: ClassVar[dict] = {
+        "dim": "[1, inf)", "num_experts": "[0, inf)", "gamma": "(0, inf)", "epsilon": "[0, inf)",
+        "fusion": FUSIONS, "mi_weights": MI_WEIGHTS, "tau": "(0, inf)", "mi_decay": "[0, 1)",
+        "mine_hidden": "[1, inf)", "mine_rate": "(0, 1]", "egns": None, "delta1": "[0, 1]", "delta2": "[0, 1]",
+        "lambda_easy": "(0, inf)", "lambda_ambiguous": "(0, inf)", "lambda_hard": "(0, inf)", "reg": "[0, inf)"}
+
     def __post_init__(self):
         checks = [(self.fusion in FUSIONS, f"fusion must be one of {FUSIONS}, got {self.fusion!r}"),
                   (self.mi_weights in MI_WEIGHTS, f"mi_weights must be one of {MI_WEIGHTS}, got {self.mi_weights!r}"),
@@ -81,6 +89,7 @@ class MoCMEConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"MoCMEConfig: {msg}")
+        check_config(self)             # the declared range of every field (mmkgbench.ranges)
 
 
 class Experts(nn.Module):

@@ -32,6 +32,7 @@ indexing before its CLUB fix (commit 3c3932c) (methods.md §1.7).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,7 @@ from torch import Tensor, nn
 from mmkgbench.features import FeatureTable
 from mmkgbench.layers import Dropout, TuckERDecision, bce_with_logits_mean, linear
 from mmkgbench.model import KGEModel, ModelInputs, init_
+from mmkgbench.ranges import check_config
 
 STRUCTURE, JOINT = "structure", "joint"
 
@@ -72,6 +74,15 @@ class MoMoKConfig:
     hidden_dropout: float = 0.4
     output_dropout: float = 0.5
 
+    ranges: ClassVar[dict] = {
+        "dim": "[1, inf)", "relation_dim": "[1, inf)", "num_experts": "[1, inf)", "mu": "[0, inf)",
+        "variant": ("code", "paper"), "relation_temperature": None, "gate_noise": None, "adaptive_fusion": None,
+        "joint_training": None, "exid": None,
+        "decision": None,                 # its choices depend on the data's modalities: checked when built
+        "club_pairs": ("one", "all"), "club_loglik": ("momok", "reference"), "club_axis": ("expert", "batch"),
+        "fusion_heads": "[1, inf)", "fusion_dropout": "[0, 1)", "input_dropout": "[0, 1)",
+        "hidden_dropout": "[0, 1)", "output_dropout": "[0, 1)"}
+
     def __post_init__(self):
         checks = [(self.variant in ("code", "paper"), f"variant must be 'code' or 'paper', got {self.variant!r}"),
                   (self.club_pairs in ("one", "all"), f"club_pairs must be 'one' or 'all', got {self.club_pairs!r}"),
@@ -84,6 +95,7 @@ class MoMoKConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"MoMoKConfig: {msg}")
+        check_config(self)             # the declared range of every field (mmkgbench.ranges)
 
 
 class Experts(nn.Module):
