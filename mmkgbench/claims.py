@@ -15,9 +15,9 @@ A claim is stale, and the next process that wants it takes it over, when
     MMKGBENCH_CLAIM_TIMEOUT (seconds) changes it. Processes sharing a folder should agree on it, and
     their clocks should agree to well within it.
 
-A stale claim is removed by renaming it to a name unique to the remover (of two processes removing it
-at once only one rename succeeds) and judging the renamed file again; a live claim grabbed by mistake
-is put back. Claims save work, they do not guard results: runs are stored atomically
+A stale claim is removed only by the holder of its break lock (`<claim>.break`, also taken with
+O_EXCL), which judges the claim again before removing it, so of many processes that find it stale
+exactly one removes it and all then race for the claim itself with O_EXCL. Claims save work, they do not guard results: runs are stored atomically
 (mmkgbench.results.write_run), so if a claim is ever lost (a race of microseconds, or a holder frozen
 for longer than the timeout) a run is trained twice and stored once, never corrupted.
 """
@@ -177,7 +177,7 @@ class Claim:
         token = self.info["token"]
         # Only our own claim is removed: had ours been taken over as stale (this process frozen for
         # longer than the timeout), the file is now another process's live claim.
-        return _remove_if(self.path, lambda info, mtime: info is not None and info.get("token") == token)
+        return _remove_if(self.path, lambda info, mtime: info is not None and info.get("token") == token, wait_s=5.0)
 
     def __enter__(self) -> Claim:
         return self
@@ -186,33 +186,48 @@ class Claim:
         self.release()
 
 
-def _remove_if(path: Path, judge) -> bool:
+BREAK_STALE_S = 30.0       # a break lock this old was left by a process that died while holding it
+
+
+def _remove_if(path: Path, judge, *, wait_s: float = 0.0) -> bool:
     """Remove the claim file `path` if `judge(info, mtime)` holds for it; returns whether this call did.
 
-    The file is first renamed to a name unique to this call: of two processes removing one claim at
-    once only one rename succeeds, and the file is judged after the rename, when no holder touches it
-    any more. A file that fails the judgment (a live claim taken in between) is put back with a hard
-    link, which never overwrites a claim created at `path` meanwhile.
+    Removing is serialised by a break lock, `<claim>.break`, created with O_CREAT|O_EXCL: only its
+    holder judges and removes the claim, so of many processes that find one stale claim at once
+    exactly one removes it, and none removes the fresh claim a winner created after it (which a
+    rename-aside-and-judge scheme cannot rule out: while the file is aside, a third process can
+    create a new claim). A process that finds the break lock taken leaves the removal to its holder
+    (it retries for up to `wait_s` seconds first); a break lock older than BREAK_STALE_S, whose holder
+    died within the milliseconds it holds it, is removed.
     """
-    aside = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.removed")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return False
-    try:
-        mtime = aside.stat().st_mtime
-        if judge(read_claim(aside), mtime):
-            return True
+    lock = path.with_name(path.name + ".break")
+    deadline = time.monotonic() + wait_s
+    while True:
         try:
-            os.link(aside, path)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
         except FileExistsError:
-            pass                           # a newer claim is there: it wins
-        except OSError:                    # a file system without hard links: put it back if still free
-            if not path.exists():
-                os.rename(aside, path)
-        return False
+            try:
+                if time.time() - lock.stat().st_mtime > BREAK_STALE_S:
+                    lock.unlink(missing_ok=True)
+                    continue
+            except FileNotFoundError:
+                continue
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+    try:
+        os.close(fd)
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if not judge(read_claim(path), mtime):
+            return False
+        path.unlink(missing_ok=True)
+        return True
     finally:
-        aside.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)
 
 
 def take_claim(root, training_id: str, *, timeout: float | None = None) -> Claim | None:

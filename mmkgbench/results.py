@@ -331,10 +331,13 @@ def check_per_query(path: Path, run_id: str) -> list[str]:
         problems.append("per_query.csv.gz holds no queries")
     if set(pq["run_id"].astype(str)) - {run_id}:
         problems.append("per_query.csv.gz names other runs")
-    for column in ("rank_opt", "rank_pess", "rank_real", "rank_rand", "n_cand"):
+    # Ranks are integers >= 1, except the realistic rank, the mean of the optimistic and pessimistic
+    # ones, which may end in .5.
+    for column, step in (("rank_opt", 1), ("rank_pess", 1), ("rank_real", 2), ("rank_rand", 1), ("n_cand", 1)):
         values = pd.to_numeric(pq[column], errors="coerce")
-        if values.isna().any() or (values < 1).any() or (values != values.round()).any():
-            problems.append(f"per_query.csv.gz: {column} is not an integer >= 1 everywhere")
+        if values.isna().any() or (values < 1).any() or ((values * step) != (values * step).round()).any():
+            problems.append(f"per_query.csv.gz: {column} is not {'an integer' if step == 1 else 'a multiple of 0.5'} "
+                            ">= 1 everywhere")
             break
     return problems
 

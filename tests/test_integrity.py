@@ -133,3 +133,15 @@ def test_a_reference_protocol_run_is_valid(tmp_path):
     grid = grid_from_dict({**GRID, "seeds": [0], "protocol": "reference", "train": {**GRID["train"], "max_epochs": 2}})
     out = run_grid(grid, tmp_path, progress=False, log=quiet)
     assert out["done"] and check_run(runs_dir(tmp_path) / out["done"][0]) == []
+
+
+@pytest.mark.parametrize("rank_real, ok", [("2.5", True), ("3", True), ("2.3", False), ("0.5", False)])
+def test_a_realistic_rank_may_end_in_a_half(stored, tmp_path, rank_real, ok):
+    """The realistic rank is (optimistic + pessimistic) / 2: a tie of two gives x.5, which is valid."""
+    template, ids = stored
+    folder = tmp_path / ids[0]
+    shutil.copytree(runs_dir(template) / ids[0], folder)
+    pq = pd.read_csv(folder / "per_query.csv.gz", dtype=str)
+    pq.loc[0, "rank_real"] = rank_real
+    pq.to_csv(folder / "per_query.csv.gz", index=False, compression="gzip")
+    assert (check_run(folder) == []) == ok

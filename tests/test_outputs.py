@@ -10,7 +10,7 @@ import pytest
 from mmkgbench.cli import main
 from mmkgbench.outputs import cd_scores, default_reference, parse_formats, write_report
 from mmkgbench.results import (VIEWS_FILE, load_config, load_interpretation_views, load_per_query, load_rows,
-                               runs_dir, write_run)
+                               run_id_of, runs_dir, write_run)
 from mmkgbench.grid import GRID_DIR, grid_from_dict, tomllib
 from mmkgbench.runner import run_grid
 
@@ -138,18 +138,29 @@ def toy_tables(seed: int, level: float) -> dict:
     return {"attention": attention, "trust": trust}
 
 
+def store_as(root, source, rid: str, rows: pd.DataFrame, model: str, extra=None, views=None) -> str:
+    """Store run `rid` of `source` again as a valid run of `model` (its config renamed, so its run id
+    changes with it: a folder's name is the hash of its config); returns the new run id."""
+    config = {**load_config(source, rid)["config"], "model": model}
+    new = run_id_of(config)
+    per_query = load_per_query(source, rid).assign(run_id=new)
+    history = pd.read_csv(runs_dir(source) / rid / "history.csv")
+    run = rows[rows["run_id"] == rid].assign(run_id=new, model=model)
+    write_run(root, new, {"run_id": new, "config": config}, run, per_query, history, extra, views=views)
+    return new
+
+
 def test_a_made_up_model_gets_the_figures_it_declares(stored, tmp_path):
     """No report code names the model: its runs' views alone make its figures (named after it)."""
     source, rows = stored
     root = tmp_path / "results"
     for model in ("distmult", "tucker"):       # their runs, stored again as another model's
         for rid in rows[rows["model"] == model]["run_id"].unique():
-            new = f"toy-{rid}" if model == "distmult" else rid
-            run = rows[rows["run_id"] == rid].assign(run_id=new, model="toy_model" if model == "distmult" else model)
+            run = rows[rows["run_id"] == rid]
             seed, level = int(run["seed"].iloc[0]), float(run["level"].iloc[0])
-            write_run(root, new, {}, run, load_per_query(source, rid), pd.DataFrame(),
-                      toy_tables(seed, level) if model == "distmult" else None,
-                      views=TOY_VIEWS if model == "distmult" else None)
+            toy = model == "distmult"
+            store_as(root, source, rid, rows, "toy_model" if toy else model, toy_tables(seed, level) if toy else None,
+                     views=TOY_VIEWS if toy else None)
     stored_rows = load_rows(root)
     toy = stored_rows[stored_rows["model"] == "toy_model"]["run_id"].unique()
     assert len(toy) == 4 and all(load_interpretation_views(root, rid) == TOY_VIEWS for rid in toy)
@@ -170,10 +181,9 @@ def test_a_made_up_model_gets_the_figures_it_declares(stored, tmp_path):
     # a view that reads a column its table lacks: an error naming the run folder and the view
     bad = tmp_path / "bad"
     first = rows[(rows["model"] == "distmult") & (rows["scenario"] == "clean")]["run_id"].iloc[0]
-    run = rows[rows["run_id"] == first].assign(run_id="x1")
-    write_run(bad, "x1", {}, run, load_per_query(source, first), pd.DataFrame(), toy_tables(0, 0.0),
-              views={"attention": {**TOY_VIEWS["attention"], "value": "strength"}})
-    with pytest.raises(ValueError, match=r"runs/x1: interpretation view 'attention': table 'attention' lacks "
+    x1 = store_as(bad, source, first, rows, "distmult", toy_tables(0, 0.0),
+                  views={"attention": {**TOY_VIEWS["attention"], "value": "strength"}})
+    with pytest.raises(ValueError, match=rf"runs/{x1}: interpretation view 'attention': table 'attention' lacks "
                                          r"column.s. strength"):
         write_report(load_rows(bad), bad, formats=("png",), out=tmp_path / "bad-report", resamples=100)
 
