@@ -44,8 +44,6 @@ class TransE(KGEModel):
 
     def __init__(self, cfg: TransEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
-        if cfg.p not in (1, 2):
-            raise ValueError(f"TransE p must be 1 or 2, got {cfg.p}")
         rng = (cfg.gamma + cfg.epsilon) / cfg.dim
         self.entity = nn.Parameter(torch.empty(inputs.num_entities, cfg.dim))
         self.relation = nn.Parameter(torch.empty(inputs.num_relations, cfg.dim))

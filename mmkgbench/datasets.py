@@ -13,7 +13,7 @@ from mmkgbench import catalog
 from mmkgbench.audit import SPLIT_POLICIES, apply_split_policy, split_label
 from mmkgbench.data import MMKG, DataError
 from mmkgbench.features import FEATURE_TRANSFORMS
-from mmkgbench.loaders import load_folder, load_momok
+from mmkgbench.loaders import LAYOUTS, load_folder, load_momok
 from mmkgbench.registry import normalise
 from mmkgbench.synthetic import synthetic_mmkg
 
@@ -170,9 +170,6 @@ def resolve_path(p, base: Path | None = None) -> Path:
     """A path of a grid entry: `~` expanded; relative paths resolve against `base` (the grid's folder)."""
     p = Path(p).expanduser()
     return p if p.is_absolute() or base is None else (base / p)
-
-
-LAYOUTS = ("auto", "momok", "openke")
 
 
 def check_dataset(spec, base: Path | None = None, *, files: bool = True) -> dict | str:

@@ -166,6 +166,9 @@ def load_openke(folder, name: str | None = None) -> MMKG:
                 meta={"path": str(folder), "layout": "openke"})
 
 
+LAYOUTS = ("auto", "momok", "openke")     # what `load_folder` (and a grid's `layout` key) accepts
+
+
 def load_folder(folder, name: str | None = None, layout: str = "auto") -> MMKG:
     """Load a data set folder, detecting the layout from its file names unless `layout` is given."""
     folder = Path(folder)
@@ -178,7 +181,7 @@ def load_folder(folder, name: str | None = None, layout: str = "auto") -> MMKG:
             raise DataError(folder, "no train.txt (MoMoK layout) or train2id.txt (OpenKE layout) in this folder")
     loaders = {"momok": load_momok, "openke": load_openke}
     if layout not in loaders:
-        raise ValueError(f"unknown layout {layout!r}; choose from {sorted(loaders)} or 'auto'")
+        raise ValueError(f"unknown layout {layout!r}; choose from {list(LAYOUTS)}")
     return loaders[layout](folder, name=name)
 
 

@@ -1,8 +1,8 @@
 """The allowed values of every config field, declared next to the field, checked before anything runs.
 
 Each config dataclass (a model's `Config`, `TrainConfig`, `EvalConfig`) declares a class attribute
-`ranges`: field name -> rule, one rule for every field (tests/test_ranges.py checks that no field is
-left out, so a new model cannot forget one). A rule is
+`ranges`: field name -> rule, one rule for every field (tests/test_grid_checks.py checks that no
+field is left out, so a new model cannot forget one). A rule is
 
     "[1, inf)"  "(0, inf)"  "[0, 1)"  "[0, 1]"   an interval (brackets: closed, parentheses: open)
     ("code", "paper")                          a closed set of choices

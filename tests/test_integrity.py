@@ -115,10 +115,16 @@ def test_prune_dry_run_moves_nothing(stored, tmp_path, capsys):
     assert (runs_dir(root) / ids[0]).is_dir() and "would be moved" in capsys.readouterr().out
 
 
-def test_a_per_query_file_with_bad_ranks_is_invalid(stored, tmp_path):
+def copy_run(stored, tmp_path):
+    """A copy of the first stored run's folder, to damage."""
     template, ids = stored
     folder = tmp_path / ids[0]
     shutil.copytree(runs_dir(template) / ids[0], folder)
+    return folder
+
+
+def test_a_per_query_file_with_bad_ranks_is_invalid(stored, tmp_path):
+    folder = copy_run(stored, tmp_path)
     path = folder / "per_query.csv.gz"
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     header = lines[0].split(",")
@@ -138,9 +144,7 @@ def test_a_reference_protocol_run_is_valid(tmp_path):
 @pytest.mark.parametrize("rank_real, ok", [("2.5", True), ("3", True), ("2.3", False), ("0.5", False)])
 def test_a_realistic_rank_may_end_in_a_half(stored, tmp_path, rank_real, ok):
     """The realistic rank is (optimistic + pessimistic) / 2: a tie of two gives x.5, which is valid."""
-    template, ids = stored
-    folder = tmp_path / ids[0]
-    shutil.copytree(runs_dir(template) / ids[0], folder)
+    folder = copy_run(stored, tmp_path)
     pq = pd.read_csv(folder / "per_query.csv.gz", dtype=str)
     pq.loc[0, "rank_real"] = rank_real
     pq.to_csv(folder / "per_query.csv.gz", index=False, compression="gzip")
