@@ -18,6 +18,8 @@ import argparse
 import sys
 from dataclasses import fields
 
+from mmkgbench.protocol import PROTOCOLS
+
 
 def cmd_run(args) -> int:
     from mmkgbench.grid import load_grid
@@ -291,9 +293,12 @@ def main(argv=None) -> int:
     p_run.add_argument("--no-report", dest="report", action="store_false", help="skip the report at the end")
     p_run.add_argument("--split", default="test", choices=["test", "valid"], help=argparse.SUPPRESS)
     p_run.add_argument("--fetch", action="store_true", help="fetch benchmarks the grid names that are not cached")
-    p_run.add_argument("--protocol", default=None, choices=["harness", "reference"],
-                       help="override the grid's protocol: harness (default: select on valid, test once) or "
-                            "reference (MoMoK's code: best of each metric over test evaluations; an audit)")
+    p_run.add_argument("--protocol", default=None, choices=list(PROTOCOLS),
+                       help="override the grid's protocol: harness (default: select on valid, test once), "
+                            "reference (MoMoK's code: best of each metric over test evaluations), openke "
+                            "(NATIVE/OpenKE: last epoch, optimistic ties) or audit (harness selection without "
+                            "early stopping; reference and openke rows derived from test ranked at every "
+                            "evaluation, never selected on)")
     p_run.add_argument("--mirror", default=None, help="with --fetch: a folder or base URL to fetch from")
     p_rep = sub.add_parser("report", help="tables (Markdown, LaTeX), significance tests and figures from stored "
                                           "results, without training")
@@ -308,7 +313,7 @@ def main(argv=None) -> int:
     p_rep.add_argument("--resamples", type=int, default=10_000, help="resamples of the randomization test "
                                                                      "and bootstrap interval (default 10000)")
     p_rep.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
-    p_rep.add_argument("--protocol", default=None, choices=["harness", "reference"],
+    p_rep.add_argument("--protocol", default=None, choices=list(PROTOCOLS),
                        help="with --grid: the protocol the grid was run under (default: the grid's)")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])
     sub.add_parser("list", help="registered models, scenarios, data sets and grids")

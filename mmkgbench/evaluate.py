@@ -128,10 +128,18 @@ def evaluate(model, triples: np.ndarray, known: KnownAnswers, *, num_relations: 
         "rank_opt": opt, "rank_pess": pess, "rank_real": real, "rank_rand": rand,
         "n_cand": n_cand,
     }, columns=QUERY_COLUMNS)
-    col = TIE_POLICIES[cfg.tie]
+    return EvalResult(per_query=per_query, metrics=tie_metrics(per_query, cfg.tie, cfg.hits_at))
+
+
+def tie_metrics(per_query: pd.DataFrame, tie: str, hits_at=(1, 3, 10)) -> dict[str, dict[str, float]]:
+    """side ("both", "tail", "head") -> metric -> value of per-query ranks (QUERY_COLUMNS) under one
+    tie rule: the rank column TIE_POLICIES[tie] names, or exact expectations under "expected"."""
+    col = TIE_POLICIES[tie]
+    side = per_query["side"].to_numpy()
+    opt, pess = per_query["rank_opt"].to_numpy(), per_query["rank_pess"].to_numpy()
     used = None if col is None else per_query[col].to_numpy(dtype=np.float64)
     result = {}
-    for name, sel in (("both", slice(None)), ("tail", side == 0), ("head", side == 1)):
-        result[name] = expected_metrics(opt[sel], pess[sel], cfg.hits_at) if used is None else \
-            metrics(used[sel], cfg.hits_at)
-    return EvalResult(per_query=per_query, metrics=result)
+    for name, sel in (("both", slice(None)), ("tail", side == "tail"), ("head", side == "head")):
+        result[name] = expected_metrics(opt[sel], pess[sel], hits_at) if used is None else \
+            metrics(used[sel], hits_at)
+    return result

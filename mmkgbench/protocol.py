@@ -1,7 +1,7 @@
 """What an evaluation protocol means, in one place: which split is watched during training, whether a
 checkpoint is selected on it, which filters rank each split, the tie rule, and what the stored rows say.
 
-Two protocols (methods.md §6, §1.8):
+Four protocols (methods.md §6, §1.8):
 
 * `harness` (the benchmark's): every `eval_every` epochs the model is ranked on **valid** (filtered
   with train ∪ valid, or ∪ test with `eval.filter_valid_with_test`), the best checkpoint is kept,
@@ -11,6 +11,16 @@ Two protocols (methods.md §6, §1.8):
   `eval_every` epochs with random tie-breaking, training never stops early, validation is never
   used, and the stored test rows hold the **best value of each metric over those evaluations**,
   which no single model produced. Its numbers are never tested for significance.
+* `openke` (NATIVE's and OpenKE's scripts, e.g. zjukg/NATIVE `run_adv_wgan_gp.py`: train for the
+  given epochs, save, test; `mmkgc/base/Test.h` counts only candidates scoring strictly better than
+  the target, so ties count in the target's favour): no checkpoint is selected, the **last epoch's**
+  model is ranked on test once with **optimistic ties**. Never tested for significance.
+* `audit`: one training yields the harness rows and both published conventions. It trains and
+  selects exactly as the harness does, but without early stopping (the reference and openke
+  protocols train for every epoch), and at every evaluation, after the selection decision, it also
+  ranks test for the audit record (`audit.csv`). From that record the rows of `reference` and
+  `openke` are derived (source "audit"); the selected checkpoint's rows are written as harness rows.
+  The audit numbers are never read by selection (tests/test_protocol_audit.py).
 
 The runner (mmkgbench.runner), the resolver (mmkgbench.resolve) and the report all read this object;
 none of them tests for a protocol's name. The module imports nothing heavy, so `report` uses it too.
@@ -37,19 +47,45 @@ class Protocol:
     tested: bool                # whether per-query significance tests may use its runs
     selection: str | None       # the selection text of its rows; None = the training loop's own rule
     description: str            # one line for table notes
+    last_epoch: bool = False    # no checkpoint is selected: the stored rows come from the last epoch
+    audits: tuple = ()          # keys of protocols whose rows are derived from audit rankings of test
+    rows_as: str | None = None  # the version the selected checkpoint's rows carry; None = this one's
 
     def configure(self, train_cfg, eval_cfg):
         """(TrainConfig, EvalConfig) as this protocol runs them; an error when they cannot be.
 
         The reference protocol never stops early and breaks ties at random, as MoMoK's train.py does.
         """
-        if self.watched == "test" and train_cfg.eval_every <= 0:
+        if self.last_epoch:             # nothing is watched: the model of the last epoch is ranked once
+            train_cfg = dataclasses.replace(train_cfg, eval_every=0)
+        elif self.watched == "test" and train_cfg.eval_every <= 0:
             raise ValueError(f"the {self.key} protocol evaluates test every eval_every epochs; eval_every must be > 0")
         if not self.early_stopping:
             train_cfg = dataclasses.replace(train_cfg, patience=max(train_cfg.patience, train_cfg.max_epochs))
+        if self.audits and train_cfg.eval_every <= 0:
+            raise ValueError(f"the {self.key} protocol ranks test at every evaluation; eval_every must be > 0")
         if self.tie is not None:
             eval_cfg = dataclasses.replace(eval_cfg, tie=self.tie)
         return train_cfg, eval_cfg
+
+    @property
+    def row_version(self) -> str:
+        """The protocol version in the rows of the stored checkpoint (the audit's are harness rows)."""
+        return self.rows_as or self.version
+
+    def expected_rows(self, hits_at) -> set[tuple[str, str, str, str]]:
+        """Every (protocol version, split, side, metric) a complete run of this protocol stores.
+
+        Best-of-each-metric rows exist for side "both" only (the reference code reports no other);
+        rows derived by an audit follow the rule of the protocol they are derived for.
+        """
+        metrics = ["mrr", "mr", *(f"hits@{k}" for k in hits_at)]
+        sides = ("both",) if self.best_per_metric else ("head", "tail", "both")
+        out = {(self.row_version, sp, side, m) for sp in self.stored_splits for side in sides for m in metrics}
+        for key in self.audits:
+            view = PROTOCOLS[key]
+            out |= {row for row in view.expected_rows(hits_at) if row[1] == "test"}
+        return out
 
     def filters(self, eval_cfg) -> dict[str, str]:
         """split -> the known answers that rank it (recorded in the config and in every row).
@@ -78,7 +114,19 @@ REFERENCE = Protocol(key="reference", version="reference-v1", watched="test", st
                      selection="best value of each metric over test evaluations (reference code; not a single model)",
                      description="best value of each metric over test evaluations, random ties")
 
-PROTOCOLS: dict[str, Protocol] = {"harness": HARNESS, "reference": REFERENCE}
+OPENKE = Protocol(key="openke", version="openke-v1", watched="test", stored_splits=("test",),
+                  early_stopping=False, tie="optimistic", best_per_metric=False, tested=False,
+                  selection="last epoch, no selection, optimistic ties (NATIVE/OpenKE scripts)",
+                  description="the last epoch's model ranked once, ties in the target's favour", last_epoch=True)
+AUDIT = Protocol(key="audit", version="audit-v1", watched="valid", stored_splits=("valid", "test"),
+                 early_stopping=False, tie=None, best_per_metric=False, tested=True,
+                 selection="best valid checkpoint, no early stopping (test also ranked at every evaluation, "
+                           "for audit only)",
+                 description="harness selection without early stopping, with reference and openke rows "
+                             "derived from audit rankings of test",
+                 audits=("reference", "openke"), rows_as=PROTOCOL)
+
+PROTOCOLS: dict[str, Protocol] = {"harness": HARNESS, "reference": REFERENCE, "openke": OPENKE, "audit": AUDIT}
 BY_VERSION: dict[str, Protocol] = {p.version: p for p in PROTOCOLS.values()}
 
 

@@ -91,9 +91,12 @@ def training_config(config: dict, cls) -> dict:
     Under a protocol that selects on valid, a scoring field changes only how the selected checkpoint
     scores test, so cells that differ only there share a training (selected with the default scoring,
     e.g. MoMoK's mean decision). Under a protocol that watches test while training (reference), the
-    scoring field shapes the watched numbers themselves, so nothing is shared.
+    scoring field shapes the watched numbers themselves, so nothing is shared; nor under an audit,
+    whose test rankings at every evaluation use the training's scoring.
     """
-    if BY_VERSION[config["protocol"]].watched != "valid" or not cls.scoring_fields:
+    protocol = BY_VERSION[config["protocol"]]
+    # An audit ranks test with the training's scoring at every evaluation: its rows belong to one cell.
+    if protocol.watched != "valid" or protocol.audits or not cls.scoring_fields:
         return config
     out = copy.deepcopy(config)
     out["model"] = out.pop("base_model", out["model"])

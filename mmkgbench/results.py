@@ -38,6 +38,7 @@ ROW_COLUMNS = ["run_id", "model", "model_version", "dataset", "scenario", "scena
                "metric", "value", "source", "protocol", "filter", "selection", "best_epoch", "epochs",
                "dataset_fingerprint", "code_version", "device", "started_at", "wall_s", "train_s", "config_json"]
 VIEWS_FILE = "interpretation.json"          # a run's interpretation views (see write_run)
+AUDIT_FILE = "audit.csv"                    # an audit-protocol run's test rankings at every evaluation
 # per_query.csv.gz: the run id, mmkgbench.evaluate.QUERY_COLUMNS, and the split (tests/test_results.py
 # checks that the two lists agree; this module stays free of torch, so `report` starts fast).
 PER_QUERY_COLUMNS = ["run_id", "query_id", "h", "r", "t", "side", "rank_opt", "rank_pess", "rank_real", "rank_rand",
@@ -77,7 +78,8 @@ def _fsync_dir(path: Path):
 
 def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd.DataFrame,
               history: pd.DataFrame, extra: dict[str, pd.DataFrame] | None = None,
-              arrays: dict[str, np.ndarray] | None = None, views: dict[str, dict] | None = None) -> Path:
+              arrays: dict[str, np.ndarray] | None = None, views: dict[str, dict] | None = None,
+              audit: pd.DataFrame | None = None) -> Path:
     """Write one finished run atomically; returns its folder. An existing run is left untouched.
 
     extra: name -> frame, written as `interpret_<name>.csv` (what a model says about itself, e.g.
@@ -88,6 +90,8 @@ def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd
     tables; see mmkgbench.figures.check_view), written as `interpretation.json` when not empty. Each
     view is a JSON-able dict whose "table" names one of `extra`; ValueError otherwise, before
     anything is written.
+    audit: the audit record of an audit-protocol run (mmkgbench.conventions.AUDIT_COLUMNS), written
+    as `audit.csv`.
     """
     views_json = _views_json(views, extra or {}, run_id) if views else None
     final = runs_dir(root) / run_id
@@ -100,6 +104,8 @@ def write_run(root, run_id: str, config: dict, rows: pd.DataFrame, per_query: pd
         history.to_csv(tmp / "history.csv", index=False)
         for name, frame in (extra or {}).items():
             frame.to_csv(tmp / f"interpret_{name}.csv", index=False)
+        if audit is not None:
+            audit.to_csv(tmp / AUDIT_FILE, index=False)
         if arrays:
             np.savez_compressed(tmp / "perturbation.npz", **arrays)
         if views_json is not None:
@@ -267,17 +273,15 @@ def check_run(folder) -> list[str]:
     if set(rows["model"].astype(str)) != {str(config.get("model"))}:
         problems.append(f"rows.csv names models {sorted(set(rows['model'].astype(str)))}, config.json "
                         f"{config.get('model')!r}")
-    if rows.duplicated(["split", "side", "metric"]).any():
-        problems.append("rows.csv holds a (split, side, metric) twice")
+    if rows.duplicated(["protocol", "split", "side", "metric"]).any():
+        problems.append("rows.csv holds a (protocol, split, side, metric) twice")
     # Exactly the rows the run's protocol and evaluation settings write: a file cut at a line break
     # parses, but lacks some of them.
     protocol = BY_VERSION.get(config.get("protocol"))
     hits = (config.get("eval") or {}).get("hits_at")
     if protocol is not None and isinstance(hits, list):
-        sides = ("both",) if protocol.best_per_metric else ("head", "tail", "both")
-        want = {(sp, side, m) for sp in protocol.stored_splits for side in sides
-                for m in ["mrr", "mr", *(f"hits@{k}" for k in hits)]}
-        got = set(zip(rows["split"], rows["side"], rows["metric"]))
+        want = protocol.expected_rows(hits)
+        got = set(zip(rows["protocol"].astype(str), rows["split"], rows["side"], rows["metric"]))
         if got != want:
             lost, extra = sorted(want - got), sorted(got - want)
             problems.append("rows.csv " + "; ".join(
@@ -294,6 +298,8 @@ def check_run(folder) -> list[str]:
         problems.append("no history.csv")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         problems.append(f"history.csv does not parse ({str(err).strip()})")
+    if protocol is not None and protocol.audits:
+        problems += check_audit(folder / AUDIT_FILE, name)
     for path in sorted(folder.glob("interpret_*.csv")):
         try:
             pd.read_csv(path)
@@ -312,6 +318,30 @@ def check_run(folder) -> list[str]:
                     z[key]
         except Exception as err:  # a damaged zip raises zipfile, OSError or ValueError errors
             problems.append(f"perturbation.npz does not load ({type(err).__name__}: {err})")
+    return problems
+
+
+def check_audit(path: Path, run_id: str) -> list[str]:
+    """What is wrong with an audit-protocol run's audit.csv ([] when nothing is)."""
+    from mmkgbench.conventions import AUDIT_COLUMNS, AUDIT_USE
+    try:
+        audit = pd.read_csv(path)
+    except FileNotFoundError:
+        return [f"no {path.name} (an audit-protocol run stores its test rankings there)"]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        return [f"{path.name} does not parse ({str(err).strip()})"]
+    missing = [c for c in AUDIT_COLUMNS if c not in audit.columns]
+    if missing:
+        return [f"{path.name} lacks the columns {missing}"]
+    problems = []
+    if audit.empty:
+        problems.append(f"{path.name} holds no evaluations")
+    if set(audit["run_id"].astype(str)) - {run_id}:
+        problems.append(f"{path.name} names other runs")
+    if set(audit["use"].astype(str)) - {AUDIT_USE}:
+        problems.append(f"{path.name}: a record not marked {AUDIT_USE!r}")
+    if not np.isfinite(pd.to_numeric(audit["value"], errors="coerce").to_numpy(dtype=float)).all():
+        problems.append(f"{path.name}: a value is not a finite number")
     return problems
 
 
@@ -419,3 +449,14 @@ def move_aside(root, run_id: str, folder: str = "stale") -> Path:
 
 def load_config(root, run_id: str) -> dict:
     return json.loads((runs_dir(root) / run_id / "config.json").read_text())
+
+
+def load_audit(root, run_ids=None) -> pd.DataFrame:
+    """The audit records (audit.csv, mmkgbench.conventions.AUDIT_COLUMNS) of the stored audit-protocol
+    runs under `root` (only `run_ids` when given): test ranked at every evaluation, for audit only."""
+    frames = []
+    for path in sorted(runs_dir(root).glob(f"*/{AUDIT_FILE}")):
+        if run_ids is None or path.parent.name in run_ids:
+            frames.append(pd.read_csv(path))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["run_id", "epoch", "split", "tie", "side", "metric", "value", "use"])

@@ -29,7 +29,8 @@ from mmkgbench.evaluate import EvalConfig, evaluate
 from mmkgbench.features import fill_features
 from mmkgbench.grid import INPUT_DEFAULTS, Cell, Grid, GridError
 from mmkgbench.model import ModelInputs
-from mmkgbench.protocol import BY_VERSION
+from mmkgbench.conventions import AUDIT_COLUMNS, DERIVED_NOTE, audit_records, derived_metrics
+from mmkgbench.protocol import BY_VERSION, PROTOCOLS
 from mmkgbench.ranking import KnownAnswers
 from mmkgbench.resolve import (code_version, model_modalities, resolve, run_id_of, scoring_of, training_config,
                                training_id)
@@ -97,7 +98,9 @@ def run_cells(cells: list[Cell], data: MMKG, root, *, device: torch.device,
     The protocol decides the rest: under "harness" valid is watched (checkpoint selection, early
     stopping) and valid and test are stored; under "reference" test is watched and the stored test
     rows hold the best value of each metric over those evaluations (train.best_per_metric), with the
-    per-query ranks of the checkpoint with the best test MRR.
+    per-query ranks of the checkpoint with the best test MRR; under "audit" the harness rows are
+    stored, and test is also ranked at every evaluation for the audit record, from which the rows of
+    the conventions it names are derived (mmkgbench.conventions).
     """
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -126,9 +129,17 @@ def run_cells(cells: list[Cell], data: MMKG, root, *, device: torch.device,
         # A shared training watches (selects on) the scoring of the training config: the defaults
         # (MoMoK's mean decision) where scoring fields are shared, the cell's own otherwise.
         model.rescore(**scoring_of(training_config(lead_config, cls), cls))
+        audit = None
+        if protocol.audits:
+            # Test ranked at every evaluation, after that evaluation's selection decision (train's
+            # `audit` hook): a record for the derived rows, which nothing in training reads.
+            def audit(epoch):
+                ev = evaluate(model, triples["test"], known["test"], num_relations=R, cfg=ecfg, device=device,
+                              seed=lead.seed)
+                return audit_records(ev.per_query, epoch, ecfg.hits_at)
         result = train(model, perturbed.train, R, perturbed.num_entities, tcfg, valid_triples=triples[protocol.watched],
                        known_valid=known[protocol.watched], eval_cfg=ecfg, device=device, seed=lead.seed,
-                       progress=progress, desc=lead.label(), watched=protocol.watched)
+                       progress=progress, desc=lead.label(), watched=protocol.watched, audit=audit)
         # What the model says about itself (MoMoK: expert gates per relation), on the training split.
         extra = model.interpretation(torch.from_numpy(np.array(perturbed.train)).to(device))
         for frame in extra.values():
@@ -159,10 +170,12 @@ def _store(root, cell: Cell, config: dict, perturbed: MMKG, model, result, evals
     protocol = BY_VERSION[config["protocol"]]
     record = perturbation(perturbed)
     config_json = json.dumps(config, sort_keys=True, default=str)
+    audit = pd.DataFrame(result.audit, columns=[c for c in AUDIT_COLUMNS if c != "run_id"])
+    audit.insert(0, "run_id", rid)
     common = {"run_id": rid, "model": cell.model, "model_version": config["model_version"], "dataset": perturbed.name,
               "scenario": config["scenario"]["name"],
               "scenario_version": config["scenario"]["version"], "level": config["scenario"]["level"],
-              "seed": cell.seed, "source": "bench", "protocol": config["protocol"],
+              "seed": cell.seed, "source": "bench", "protocol": protocol.row_version,
               "selection": protocol.selection or result.selection["rule"],
               "best_epoch": result.best_epoch, "epochs": result.epochs,
               "dataset_fingerprint": config["dataset"]["fingerprint"], "code_version": code_version(),
@@ -171,17 +184,25 @@ def _store(root, cell: Cell, config: dict, perturbed: MMKG, model, result, evals
     rows = [{**common, "split": split, "side": side, "metric": metric, "value": value,
              "filter": config["filter"][split]}
             for split, ev in evals.items() for side, ms in ev.metrics.items() for metric, value in ms.items()]
+    for key in protocol.audits:             # the published conventions, from the audit record (mmkgbench.conventions)
+        view = PROTOCOLS[key]
+        derived, epoch = derived_metrics(audit, view)
+        rows += [{**common, "source": "audit", "protocol": view.version,
+                  "selection": f"{view.selection}; {DERIVED_NOTE}", "best_epoch": epoch,
+                  "split": "test", "side": side, "metric": metric, "value": value, "filter": config["filter"]["test"]}
+                 for side, ms in derived.items() for metric, value in ms.items()]
     per_query = pd.concat([ev.per_query.assign(split=split) for split, ev in evals.items()], ignore_index=True)
     per_query.insert(0, "run_id", rid)
     provenance = {"run_id": rid, "config": config, "code_version": common["code_version"],
                   "training": {"id": training, "cells": shared_with},
                   "deterministic_algorithms": device.type == "cpu",
                   "device": common["device"], "torch": torch.__version__, "started_at": started,
-                  "wall_s": wall, "train": {k: v for k, v in dataclasses.asdict(result).items() if k != "history"},
+                  "wall_s": wall, "train": {k: v for k, v in dataclasses.asdict(result).items() if k not in ("history", "audit")},
                   "dataset_summary": perturbed.summary(), "perturbed_fingerprint": perturbed.fingerprint(),
                   "perturbation": {k: list(v.shape) for k, v in record.items()}}
     write_run(root, rid, provenance, pd.DataFrame(rows, columns=ROW_COLUMNS), per_query,
-              pd.DataFrame(result.history), extra, arrays=record, views=model.interpretation_views)
+              pd.DataFrame(result.history), extra, arrays=record, views=model.interpretation_views,
+              audit=audit if protocol.audits else None)
     return rid
 
 

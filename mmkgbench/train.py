@@ -105,6 +105,7 @@ class TrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)   # one dict per epoch: epoch, loss, lr, valid_* when evaluated
     selection: dict = field(default_factory=dict)
+    audit: list[dict] = field(default_factory=list)     # what `audit` returned at each evaluation; never selected on
 
 
 def _kvsall_batches(queries: torch.Tensor, gen: torch.Generator, batch_size: int):
@@ -163,14 +164,19 @@ def _auxiliary_optimizer(model, cfg: TrainConfig):
 def train(model, train_triples: np.ndarray, num_relations: int, num_entities: int, cfg: TrainConfig, *,
           valid_triples: np.ndarray | None = None, known_valid: KnownAnswers | None = None,
           eval_cfg: EvalConfig = EvalConfig(), device: torch.device | str = "cpu", seed: int = 0,
-          progress: bool = False, desc: str = "", watched: str = "valid") -> TrainResult:
+          progress: bool = False, desc: str = "", watched: str = "valid", audit=None) -> TrainResult:
     """Train `model` (already on `device`) on train triples (n, 3) and restore the best checkpoint.
 
     num_relations: R of the data (the model was built with 2R). known_valid: the filter for
     validation ranking. watched: the name of the split passed as `valid_triples`, used in the
     history columns (`<watched>_mrr`, ...) and the selection record; only the reference
-    protocol (mmkgbench.runner) passes the test split here, and says so. All sampling draws from a CPU generator seeded with `seed`; dropout draws
-    from torch's global RNG, which the caller seeds and scopes (mmkgbench.runner does).
+    protocol (mmkgbench.runner) passes the test split here, and says so.
+    audit: None, or a function of the epoch called at every evaluation *after* the selection
+    decision of that evaluation, returning a list of records (dicts) that are collected in
+    `TrainResult.audit`. The loop never reads them: they cannot influence selection, early stopping or
+    the restored checkpoint (the audit protocol ranks test this way; tests/test_protocol_audit.py).
+    All sampling draws from a CPU generator seeded with `seed`; dropout draws from torch's global
+    RNG, which the caller seeds and scopes (mmkgbench.runner does).
     """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
@@ -188,7 +194,7 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
     autocast = cfg.amp and device.type == "cuda"
     selecting = cfg.eval_every > 0 and valid_triples is not None and len(valid_triples) > 0
     best_score, best_state, best_epoch, best_valid = -math.inf, None, 0, {}
-    bad_evals, history, stopped_early = 0, [], False
+    bad_evals, history, stopped_early, audited = 0, [], False, []
     sign = -1.0 if cfg.selection_metric == "mr" else 1.0           # MR: lower is better
     bar = _progress(cfg.max_epochs, desc, progress)
     t0 = time.perf_counter()
@@ -239,6 +245,8 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
             else:
                 bad_evals += 1
+            if audit is not None:          # after the decision above, so nothing it returns is selected on
+                audited.extend(audit(epoch))
         history.append(row)
         _update(bar, row, best_valid.get(cfg.selection_metric))
         if selecting and bad_evals >= cfg.patience:
@@ -254,7 +262,8 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
                  "rule": f"best {watched} checkpoint (early stopping)" if selecting else "last epoch",
                  "eval_every": cfg.eval_every, "patience": cfg.patience, "config": asdict(cfg)}
     return TrainResult(best_epoch=best_epoch, best_valid=best_valid, epochs=epoch, stopped_early=stopped_early,
-                       seconds=time.perf_counter() - t0, history=history, selection=selection)
+                       seconds=time.perf_counter() - t0, history=history, selection=selection,
+                       audit=audited)
 
 
 def best_per_metric(history: list[dict], split: str) -> dict[str, float]:

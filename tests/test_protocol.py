@@ -30,6 +30,6 @@ def test_reference_never_stops_early_breaks_ties_at_random_and_stores_test_only(
 def test_versions_map_back_to_protocols_also_for_older_versions():
     assert family("harness-v2") == "harness" and family("harness-v1") == "harness" and family("reference-v1") == "reference"
     assert is_tested("harness-v1") and not is_tested("reference-v1")
-    with pytest.raises(ValueError, match=r"protocol must be one of \['harness', 'reference'\]"):
+    with pytest.raises(ValueError, match=r"protocol must be one of \['audit', 'harness', 'openke', 'reference'\]"):
         get_protocol("best-of-test")
-    assert set(PROTOCOLS) == {"harness", "reference"}
+    assert set(PROTOCOLS) == {"harness", "reference", "openke", "audit"}
