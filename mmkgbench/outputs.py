@@ -4,11 +4,13 @@
     results/tables/significance.csv      every paired test against the reference (p, Holm, BH, interval)
     results/tables/main.{md,tex}         the results tables with significance markers
     results/tables/robustness.{md,tex}   clean score, score per level, relative AUC
-    results/tables/protocol.{md,tex}     harness vs reference protocol, where both were run
+    results/tables/protocol.{md,tex}     harness vs reference / openke protocol rows (run directly or derived
+                                         by the audit protocol) and the published number, with inflation
     results/tables/paper_<name>.{md,tex} a published table beside our reproduction
     results/figures/*.{png,pdf} + .csv   robustness curves, CD diagram, per-relation MRR, and one figure
                                          per interpretation view a model's runs declare
-                                         (<model>_<view>_<data set>); each with the numbers drawn
+                                         (<model>_<view>_<data set>), and a learning curve per audit run
+                                         (learning-curve_<data set>_<model>_...); each with the numbers drawn
 
 Every file is a function of the stored rows, per-query ranks and interpretation tables and views, written
 atomically, and deterministic (fixed resampling seed, fixed order), so a regenerated report
@@ -24,7 +26,7 @@ import pandas as pd
 from mmkgbench.modelinfo import model_order
 from mmkgbench.protocol import is_tested
 from mmkgbench.report import main_tables, protocol_tables, summarise
-from mmkgbench.results import (load_interpretation, load_interpretation_views, load_per_query, runs_dir,
+from mmkgbench.results import (AUDIT_FILE, load_interpretation, load_interpretation_views, load_per_query, runs_dir,
                                write_text_atomic)
 from mmkgbench.tables import to_latex, to_markdown
 
@@ -131,7 +133,7 @@ def _paper_tables(rows: pd.DataFrame, *, split: str, notes: list) -> dict:
     out = {}
     for name in published.PUBLISHED:
         tables = []
-        for protocol in ("harness", "reference"):
+        for protocol in published.PROTOCOL_FAMILIES:
             try:
                 frame = published.paper_frame(rows, name, protocol=protocol, split=split)
             except ValueError as err:          # e.g. two feature variants of one benchmark
@@ -192,7 +194,29 @@ def _figures(rows, root: Path, fdir: Path, formats, *, reference, split, alpha, 
                                                   title=f"{dataset}: per-relation {split} MRR, seed {seeds[0]}")
                 paths.extend(save(fig, slug("per_relation", dataset, other, "vs", reference), frame))
     paths += _interpretation_figures(runs, root, save, notes)
+    paths += _learning_curves(harness.drop_duplicates("run_id"), root, save)
     return paths
+
+
+def _learning_curves(runs: pd.DataFrame, root: Path, save) -> list[Path]:
+    """One learning curve per run that kept an audit record (audit protocol): the watched split's MRR,
+    test's under three tie rules (audit only), the loss, and the selected epoch; numbers beside it."""
+    from mmkgbench import plots
+    written = []
+    for r in runs.itertuples():
+        folder = runs_dir(root) / r.run_id
+        if not (folder / AUDIT_FILE).exists():
+            continue
+        history, audit = pd.read_csv(folder / "history.csv"), pd.read_csv(folder / AUDIT_FILE)
+        frame = plots.learning_curve_frame(history, audit)
+        if frame.empty:
+            continue
+        fig = plots.learning_curve(frame, history, best_epoch=int(r.best_epoch),
+                                   title=f"{r.model} on {r.dataset}, {r.scenario} (level {float(r.level):g}), "
+                                         f"seed {r.seed}: {int(r.epochs)} epochs")
+        written += save(fig, plots.slug("learning_curve", r.dataset, r.model, r.scenario, f"{float(r.level):g}",
+                                        f"seed{r.seed}"), frame)
+    return written
 
 
 def _interpretation_figures(runs: pd.DataFrame, root: Path, save, notes: list) -> list[Path]:

@@ -82,3 +82,49 @@ def robustness_figure(block: pd.DataFrame, *, xlabel: str, metric: str = "mrr", 
     ax.legend(fontsize=7, frameon=False, title=f"band: ± 1 std\nover {seeds} seeds" if seeds > 1 else None,
               title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def learning_curve_frame(history: pd.DataFrame, audit: pd.DataFrame, *, metric: str = "mrr",
+                         watched: str = "valid") -> pd.DataFrame:
+    """Long frame (epoch, series, value) behind a learning curve: the watched split's `metric` from
+    a run's history (what selection read), and test's from its audit record under each tie rule the
+    published conventions use (realistic, random, optimistic; never read by selection)."""
+    col = f"{watched}_{metric}"
+    parts = []
+    if col in history.columns:
+        h = history.dropna(subset=[col])
+        parts.append(pd.DataFrame({"epoch": h["epoch"], "series": f"{watched} (realistic; selection)",
+                                   "value": h[col]}))
+    a = audit[(audit["metric"] == metric) & (audit["side"] == "both") & (audit["split"] == "test")]
+    for tie in ("realistic", "random", "optimistic"):
+        t = a[a["tie"] == tie]
+        if not t.empty:
+            parts.append(pd.DataFrame({"epoch": t["epoch"], "series": f"test ({tie}; audit only)",
+                                       "value": t["value"]}))
+    if not parts:
+        return pd.DataFrame(columns=["epoch", "series", "value"])
+    return pd.concat(parts, ignore_index=True).astype({"epoch": int, "value": float})
+
+
+def learning_curve(frame: pd.DataFrame, history: pd.DataFrame, *, best_epoch: int | None = None,
+                   title: str = "", metric: str = "mrr", scale: float = 100.0):
+    """One run's learning curve: `frame` (learning_curve_frame) x scale against the epoch on the left
+    axis, the training loss of `history` on a right axis, the selected epoch marked."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for series, g in frame.groupby("series", sort=False):
+        ax.plot(g["epoch"], g["value"] * scale, marker="o", markersize=3, label=series,
+                linestyle="-" if series.startswith(("valid", "test (realistic")) else "--")
+    if best_epoch:
+        ax.axvline(best_epoch, color="grey", linewidth=0.8, linestyle=":", label=f"selected epoch {best_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{LABELS.get(metric, metric)} ×{scale:g} (filtered)")
+    ax.grid(alpha=0.3)
+    if "loss" in history.columns:
+        twin = ax.twinx()
+        twin.plot(history["epoch"], history["loss"], color="black", alpha=0.35, linewidth=0.9, label="train loss")
+        twin.set_ylabel("train loss", fontsize=8)
+        twin.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.12, 1.0))
+    return fig

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmkgbench.audit import TEST_AS_PUBLISHED
+from mmkgbench.protocol import PROTOCOLS
 from mmkgbench.report import summarise
 from mmkgbench.tables import HIGHLIGHT, Table, build_table
 
@@ -36,7 +37,9 @@ COLUMNS = ("table", "section", "row", "model", "dataset", "metric", "value", "st
 METRICS = ("mrr", "hits@1", "hits@3", "hits@10")
 STATUSES = ("published", "not reported", "not yet obtained")
 BENCHMARKS = ("MKG-W", "MKG-Y", "DB15K", "KVC16K")
-PROTOCOL_FAMILIES = ("harness", "reference")
+# Families whose rows a paper table can show: every protocol that writes rows of its own (the audit
+# protocol writes harness rows, and reference and openke rows derived from its audit record).
+PROTOCOL_FAMILIES = tuple(k for k, p in PROTOCOLS.items() if p.rows_as is None)
 FRAME_COLUMNS = ["table", "section", "row", "model", "dataset", "metric", "published", "status", "ours", "ours_std",
                  "seeds", "diff", "protocol", "ours_dataset", "citation", "note"]
 BASELINES_COPIED = ("Baseline rows were very likely copied by the paper from earlier papers (AdaMF for MKG-W, "
@@ -126,7 +129,7 @@ def paper_frame(rows: pd.DataFrame, name: str, *, protocol: str = "harness", spl
     """The published table `name` with our stored results beside it, one row per published cell.
 
     rows: result rows (mmkgbench.results.ROW_COLUMNS); only the clean scenario, side "both", the
-    given split and protocol family ("harness" or "reference": rows whose protocol starts with it).
+    given split and protocol family (one of PROTOCOL_FAMILIES: rows whose protocol starts with it).
     datasets: benchmark -> our data set label, required where several of our labels map to one
     benchmark (e.g. "MKG-W" and "MKG-W+image+text@momok").
 

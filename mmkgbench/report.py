@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mmkgbench.modelinfo import model_order
-from mmkgbench.protocol import BY_VERSION, family, is_tested
+from mmkgbench.protocol import BY_VERSION, PROTOCOLS, family, is_tested
 from mmkgbench.tables import HIGHLIGHT, Table, build_table, to_markdown
 from mmkgbench.ties import run_tie
 
@@ -157,40 +157,72 @@ def _seeds_text(seeds: list[int]) -> str:
 
 
 def protocol_frame(rows: pd.DataFrame, *, metrics=METRICS, split: str = "test") -> pd.DataFrame:
-    """Where the same (dataset, scenario, level, model) has runs under both protocols: the harness
-    mean, the reference mean and the inflation = reference − harness (fractions; MR as ranks), one
-    row per metric. Empty when no cell has both."""
+    """Where the same (dataset, scenario, level, model) has harness rows and rows of another protocol
+    family (reference, openke: run directly or derived by the audit protocol): one row per metric
+    with the harness mean, each other family's mean `<family>` and its inflation
+    `inflation_<family>` = that mean − harness (fractions; MR as ranks). Families in PROTOCOLS
+    order; a cell that has only harness rows is left out. Empty when no cell has two families."""
     summ = summarise(rows, split=split, metrics=metrics)
     summ["kind"] = summ["protocol"].map(family)
     keys = ["dataset", "scenario", "level", "model", "metric"]
     wide = summ.pivot_table(index=keys, columns="kind", values="mean", aggfunc="first")
-    if not {"harness", "reference"} <= set(wide.columns):
-        return pd.DataFrame(columns=keys + ["harness", "reference", "inflation"])
-    wide = wide.dropna(subset=["harness", "reference"]).reset_index()
-    wide["inflation"] = wide["reference"] - wide["harness"]
-    return wide[keys + ["harness", "reference", "inflation"]]
+    others = [k for k in PROTOCOLS if k != "harness" and k in wide.columns]
+    if "harness" not in wide.columns or not others:
+        return pd.DataFrame(columns=keys + ["harness"])
+    wide = wide[wide["harness"].notna() & wide[others].notna().any(axis=1)].reset_index()
+    out = wide[keys + ["harness"]].copy()
+    for k in others:
+        out[k] = wide[k]
+        out[f"inflation_{k}"] = wide[k] - wide["harness"]
+    return out
+
+
+def published_value(model: str, dataset: str, metric: str) -> tuple[float, str] | None:
+    """(value, citation) of the first published table (mmkgbench.published.PUBLISHED order) that prints
+    `metric` for registry model `model` on benchmark `dataset`, or None."""
+    from mmkgbench import published          # published imports this module: imported here, when used
+    for name in published.PUBLISHED:
+        pub = published.load_published(name)
+        hit = pub[(pub["model"] == model) & (pub["dataset"] == dataset) & (pub["metric"] == metric) &
+                  (pub["status"] == "published")]
+        if not hit.empty:
+            return float(hit["value"].iloc[0]), str(hit["citation"].iloc[0])
+    return None
 
 
 def protocol_tables(rows: pd.DataFrame, *, metrics=METRICS, split: str = "test", decimals: int = 2) -> list[Table]:
-    """The protocol table per (dataset, scenario, level): for each model, harness / reference /
-    inflation rows x metrics. Inflation > 0 means the reference protocol reports a better number."""
+    """The protocol table per (dataset, scenario, level): for each model the harness row, then per
+    other protocol family its row and its inflation (that family − harness), and on clean data of a
+    published benchmark the published number (mmkgbench.published), rows x metrics. Inflation > 0
+    means that protocol reports a better number (for MR: a worse one)."""
     pf = protocol_frame(rows, metrics=metrics, split=split)
     tables = []
+    kinds = [k for k in PROTOCOLS if k != "harness" and k in pf.columns]
     for (dataset, scenario, level), block in pf.groupby(["dataset", "scenario", "level"], sort=True):
-        parts = []
+        parts, cited = [], set()
+        shown = [m for m in metrics if m in set(block["metric"])]
         for model in model_order(block["model"].unique()):
-            b = block[block["model"] == model].set_index("metric").reindex([m for m in metrics if m in
-                                                                            set(block["metric"])])
-            for kind, label in (("harness", "harness (valid-selected)"), ("reference", "reference code protocol"),
-                                ("inflation", "inflation")):
+            b = block[block["model"] == model].set_index("metric").reindex(shown)
+            series = [("harness", "harness (valid-selected)")]
+            for k in kinds:
+                if b[k].notna().any():
+                    series += [(k, f"{k} protocol"), (f"inflation_{k}", f"inflation ({k} − harness)")]
+            for col, label in series:
                 parts.append(pd.DataFrame({"section": model, "row": f"{model}: {label}", "group": "",
-                                           "metric": b.index, "value": b[kind].to_numpy(),
-                                           "ranked": False}))
+                                           "metric": b.index, "value": b[col].to_numpy(), "ranked": False}))
+            pub = {m: published_value(model, dataset, m) for m in shown} if scenario == "clean" else {}
+            if any(v is not None for v in pub.values()):
+                cited |= {v[1] for v in pub.values() if v is not None}
+                parts.append(pd.DataFrame({"section": model, "row": f"{model}: published", "group": "",
+                                           "metric": shown, "value": [v[0] if v else float("nan") for v in
+                                                                      pub.values()], "ranked": False}))
         frame = pd.concat(parts, ignore_index=True)
-        notes = ["harness: one checkpoint selected on valid MRR, test evaluated once, realistic ties. reference: "
-                 "MoMoK's code, test evaluated every eval_every epochs, the best value of each metric kept "
-                 "separately, random ties. inflation = reference − harness, ×100 (MR: ranks; negative is "
-                 "better for MR)."]
+        notes = [f"harness: {PROTOCOLS['harness'].description}, realistic ties unless the grid says otherwise. " +
+                 " ".join(f"{k}: {PROTOCOLS[k].description}." for k in kinds) +
+                 " Rows of a protocol derived by the audit protocol come from the same training as the harness "
+                 "row. inflation = protocol − harness, ×100 (MR: ranks; negative is better for MR)."]
+        if cited:
+            notes.append("published: " + "; ".join(sorted(cited)) + ".")
         tables.append(build_table(frame, title=f"Protocol inflation on {dataset}, {scenario} (level {level:g}), "
                                                 f"{split}", notes=notes, decimals=decimals, highlight=False,
                                   label=f"protocol_{dataset}_{scenario}_{level:g}"))
