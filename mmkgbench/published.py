@@ -229,7 +229,8 @@ def paper_table(frame: pd.DataFrame, *, title: str | None = None, decimals: int 
         n = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
         used = f"protocol {', '.join(dict.fromkeys(done['protocol']))}, data sets " \
             f"{', '.join(dict.fromkeys(done['ours_dataset']))}"
-        notes += ["Δ = ours − published.", f"Ours: {used}; mean ± std over {n} seeds."]
+        spread = "one seed (no std)" if seeds == [1] else f"mean ± std over {n} seeds"
+        notes += ["Δ = ours − published.", f"Ours: {used}; {spread}."]
         if done["ours_dataset"].str.endswith("[clean-valid]").any():
             notes.append("[clean-valid]: checkpoints selected on the valid split without its duplicates and "
                          "its train and test triples; test as published.")

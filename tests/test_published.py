@@ -165,6 +165,10 @@ def test_tucker_on_db15k_beside_the_paper():
     assert r"TuckER: $\Delta$" in tex and r"\label{tab:paper-momok-main}" in tex
 
 
+def test_one_seed_is_said_without_a_std():
+    md = to_markdown(paper_table(paper_frame(result_rows([("tucker", "DB15K", 0, "mrr", 0.30)]), "momok-main")))
+    assert "one seed (no std)" in md and "over 1 seeds" not in md
+
 def test_clean_valid_runs_sit_beside_the_paper_under_their_label():
     label = "DB15K+image+text@momok[clean-valid]"
     rows = pd.concat([result_rows([("momok", label, 0, "mrr", 0.36), ("momok", label, 1, "mrr", 0.38)]),
