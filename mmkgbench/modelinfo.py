@@ -23,6 +23,13 @@ MODEL_INFO: dict[str, ModelInfo] = {
     "rotate": ModelInfo("RotatE", "Sun et al. 2019 (ICLR), arXiv:1902.10197"),
     "pairre": ModelInfo("PairRE", "Chao et al. 2021 (ACL), arXiv:2011.03798"),
     "tucker": ModelInfo("TuckER", "Balažević et al. 2019 (EMNLP), arXiv:1901.09590"),
+    "ikrl": ModelInfo("IKRL", "Xie et al. 2017 (IJCAI), arXiv:1609.07028; as zjukg/NATIVE IKRL.py"),
+    "tbkgc": ModelInfo("TBKGC", "Mousselly-Sergieh et al. 2018 (*SEM); as zjukg/NATIVE TBKGC.py"),
+    "transae": ModelInfo("TransAE", "Wang et al. 2019 (IJCNN); the paper's auto-encoder (NATIVE's TransAE is TransE)"),
+    "mmkrl": ModelInfo("MMKRL", "Lu et al. 2022 (Applied Intelligence); as zjukg/NATIVE MMKRL.py, no adversarial part"),
+    "rsme": ModelInfo("RSME", "Wang et al. 2021 (ACM MM); as zjukg/NATIVE RSME.py, no forget gate"),
+    "vbkgc": ModelInfo("VBKGC", "Zhang et al. 2022, arXiv:2209.07084; as zjukg/NATIVE VBRotatE/VBTransE"),
+    "qeb": ModelInfo("QEB", "Wang et al. 2023 (ACM MM, TIVA-KG); as zjukg/NATIVE QEB.py"),
     "momok": ModelInfo("MoMoK", "Zhang et al. 2025 (ICLR), arXiv:2405.16869; code zjukg/MoMoK"),
     "mocme": ModelInfo("MoCME", "Li 2025, arXiv:2507.20620 (no public code; methods.md §2.3 readings)"),
 }

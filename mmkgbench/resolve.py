@@ -24,7 +24,7 @@ from mmkgbench.grid import Cell, GridError
 from mmkgbench.protocol import BY_VERSION, get_protocol
 from mmkgbench.results import run_id_of
 from mmkgbench.scenarios import SCENARIOS
-from mmkgbench.train import TrainConfig
+from mmkgbench.train import TrainConfig, resolved_fields
 
 
 def resolve(cell: Cell, data: MMKG) -> dict:
@@ -44,7 +44,7 @@ def resolve(cell: Cell, data: MMKG) -> dict:
     # structure-only runs from being redone when it changes.
     inputs = {"modalities": list(seen), "fill": cell.fill} if seen else {"modalities": []}
     return {"protocol": protocol.version, "model": cell.model, **({"base_model": cell.base} if cell.base else {}),
-            "model_version": cls.version, "model_config": asdict(mcfg), "train": asdict(tcfg),
+            "model_version": cls.version, "model_config": asdict(mcfg), "train": resolved_fields(tcfg),
             "eval": asdict(ecfg), "inputs": inputs, "reciprocal": True, "filter": protocol.filters(ecfg),
             "dataset": {"name": data.name, "spec": spec, "fingerprint": data.fingerprint()},
             "scenario": scenario_config(cell), "seed": cell.seed}

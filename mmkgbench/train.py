@@ -9,7 +9,12 @@ Regimes (a model declares its default in `train_defaults["regime"]`; a run may o
 * "negative" (negative sampling; Bordes et al. 2013, Sun et al. 2019): each epoch visits every
   train triple once, oriented at random as (h, r, t) or (t, r + R, h), so corrupting the tail of
   the reciprocal triple is corrupting the head of the original (the usual 50/50 head/tail
-  corruption). `num_negatives` tails are drawn uniformly per positive. Losses:
+  corruption). `corruption = "bern"` instead orients each positive by Wang et al.'s (AAAI 2014)
+  Bernoulli rule: the head is replaced (the reciprocal orientation chosen) with probability
+  tph_r / (tph_r + hpt_r), tph_r the mean number of tails per head of relation r in train and hpt_r
+  the mean number of heads per tail, so 1-to-N relations get their heads corrupted, where a random
+  tail would too often be a true answer. `num_negatives` tails are drawn uniformly per positive,
+  not filtered against train (NATIVE's sampler filters; README "Training differences"). Losses:
   "softplus": -log s(f+) - sum_i w_i log s(-f-_i), halved (NativE/RotatE form);
   "margin":   sum_i w_i max(0, margin - f+ + f-_i).
   w = softmax(alpha f-) (detached, self-adversarial; Sun et al. 2019), uniform when alpha = 0.
@@ -45,6 +50,7 @@ from mmkgbench.ranges import check_config
 from mmkgbench.ranking import KnownAnswers
 
 REGIMES = ("kvsall", "negative")
+CORRUPTIONS = ("uniform", "bern")
 LOSSES = ("softplus", "margin")
 OPTIMIZERS = ("adam", "adagrad")
 
@@ -76,6 +82,12 @@ class TrainConfig:
     # README's numbers come from; set it to the cores you have (`--set train.threads=16`). On CUDA
     # it sets only the CPU side's threads.
     threads: int = 2
+    corruption: str = "uniform"           # negative: "uniform" (50/50 head/tail) | "bern" (Wang et al. 2014)
+
+    # Fields added after runs were stored, with the value every earlier run implicitly had. At that
+    # value a field is left out of the run's config (`resolved_fields`), so the run ids of stored runs
+    # stay valid; any other value is recorded and makes a new run id (tests/test_train.py).
+    LATER_FIELDS: ClassVar[dict] = {"corruption": "uniform"}
 
     ranges: ClassVar[dict] = {
         "regime": REGIMES, "lr": "(0, inf)", "optimizer": OPTIMIZERS, "weight_decay": "[0, inf)",
@@ -83,13 +95,23 @@ class TrainConfig:
         "num_negatives": "[1, inf)", "loss": LOSSES, "margin": "[0, inf)", "adversarial_temperature": "[0, inf)",
         "eval_every": "[0, inf)", "patience": "[1, inf)", "min_delta": "[0, inf)",
         "selection_metric": None,         # "mrr", "mr" or "hits@k": checked below
-        "amp": None, "threads": "[1, 1024]"}
+        "amp": None, "threads": "[1, 1024]", "corruption": CORRUPTIONS}
 
     def __post_init__(self):
         check_config(self)             # each field against its rule in `ranges` (mmkgbench.ranges)
         if re.fullmatch(r"mrr|mr|hits@[1-9][0-9]*", self.selection_metric) is None:
             raise ValueError(f"TrainConfig: selection_metric must be 'mrr', 'mr' or 'hits@k', got "
                              f"{self.selection_metric!r}")
+
+
+def resolved_fields(cfg: TrainConfig) -> dict:
+    """The training settings as recorded in a run's config (and hashed into its run id): every field,
+    except those of `TrainConfig.LATER_FIELDS` still at the value runs had before the field existed."""
+    out = asdict(cfg)
+    for name, before in TrainConfig.LATER_FIELDS.items():
+        if out[name] == before:
+            del out[name]
+    return out
 
 
 class TrainingDiverged(RuntimeError):
@@ -281,11 +303,30 @@ def best_per_metric(history: list[dict], split: str) -> dict[str, float]:
     return {k: (min if k == "mr" else max)(e[k] for e in evals) for k in evals[0]}
 
 
+def head_corruption_probability(triples, R: int) -> torch.Tensor:
+    """P(corrupt the head) per relation under Wang et al.'s (AAAI 2014) Bernoulli rule: (R,) float64,
+    tph / (tph + hpt) with tph = #triples / #distinct heads and hpt = #triples / #distinct tails of r
+    in `triples` (n, 3) (h, r, t). A relation with no triple gets 0.5."""
+    t = np.asarray(triples, dtype=np.int64).reshape(-1, 3)
+    count = np.bincount(t[:, 1], minlength=R).astype(np.float64)
+    heads = np.bincount(np.unique(t[:, [1, 0]], axis=0)[:, 0], minlength=R)
+    tails = np.bincount(np.unique(t[:, [1, 2]], axis=0)[:, 0], minlength=R)
+    tph = np.divide(count, heads, out=np.zeros(R), where=heads > 0)
+    hpt = np.divide(count, tails, out=np.zeros(R), where=tails > 0)
+    p = np.divide(tph, tph + hpt, out=np.full(R, 0.5), where=(tph + hpt) > 0)
+    return torch.from_numpy(p)
+
+
 def negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, gen: torch.Generator, device):
-    """Shuffled positives, each oriented at random (reciprocal = head corruption), with uniform negative tails."""
+    """Shuffled positives, each oriented (reciprocal = head corruption) at random, 50/50 or by the
+    Bernoulli rule (`cfg.corruption`), with uniform negative tails."""
     n = len(triples)
     perm = torch.randperm(n, generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
+    if cfg.corruption == "bern":
+        p_head = head_corruption_probability(triples.numpy(), R)[triples[:, 1]]
+        flip = torch.rand(n, generator=gen, dtype=torch.float64) < p_head
+    else:
+        flip = torch.rand(n, generator=gen) < 0.5
     for i in range(0, n, cfg.batch_size):
         idx = perm[i:i + cfg.batch_size]
         b = triples[idx].clone()

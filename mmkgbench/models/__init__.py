@@ -7,10 +7,17 @@ from __future__ import annotations
 
 from baselines.complex import ComplEx
 from baselines.distmult import DistMult
+from baselines.ikrl import IKRL
+from baselines.mmkrl import MMKRL
 from baselines.pairre import PairRE
+from baselines.qeb import QEB
 from baselines.rotate import RotatE
+from baselines.rsme import RSME
+from baselines.tbkgc import TBKGC
 from baselines.transe import TransE
+from baselines.transae import TransAE
 from baselines.tucker import TuckER
+from baselines.vbkgc import VBKGC
 from mmkgbench.model import KGEModel, ModelInputs
 from mmkgbench.models.mocme import MoCME
 from mmkgbench.models.momok import MoMoK
@@ -23,6 +30,13 @@ MODELS: dict[str, type[KGEModel]] = {
     "rotate": RotatE,
     "pairre": PairRE,
     "tucker": TuckER,
+    "ikrl": IKRL,
+    "tbkgc": TBKGC,
+    "transae": TransAE,
+    "mmkrl": MMKRL,
+    "rsme": RSME,
+    "vbkgc": VBKGC,
+    "qeb": QEB,
     "momok": MoMoK,
     "mocme": MoCME,
 }
