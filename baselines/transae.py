@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from mmkgbench.layers import linear
 from mmkgbench.model import KGEModel, ModelInputs, init_
-from mmkgbench.multimodal import MARGIN_REGIME, FeatureEncoder, energy_all, energy_hrt, uniform_range
+from mmkgbench.multimodal import MARGIN_REGIME, FeatureEncoder, energy_all, energy_hrt, per_entity, uniform_range
 from mmkgbench.ranges import check_config
 
 
@@ -68,7 +68,7 @@ class TransAE(KGEModel):
         init_(self.relation, "uniform", generator, a=-rng, b=rng)
 
     def _codes(self, idx: Tensor | None) -> dict:
-        return {"c": self.encoder(self.features.raw(idx))}
+        return {"c": per_entity(lambda ids: self.encoder(self.features.raw(ids)), idx)}
 
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
         dist = energy_all(self.TERMS, self._codes(h), {"r": self.relation[r]}, self._codes(None), "l1",
@@ -84,5 +84,7 @@ class TransAE(KGEModel):
         """reconstruction * mean squared reconstruction error of the batch's entities: h (B,), t (B,) or (B, n)."""
         if self.cfg.reconstruction == 0:
             return torch.zeros((), device=h.device)
-        x = self.features.raw(torch.cat([h, t.reshape(-1)]))
-        return self.cfg.reconstruction * torch.mean((self.decoder(self.encoder(x)) - x) ** 2)
+        def error(ids: Tensor) -> Tensor:              # per entity: its mean squared error, (n, 1)
+            x = self.features.raw(ids)
+            return ((self.decoder(self.encoder(x)) - x) ** 2).mean(-1, keepdim=True)
+        return self.cfg.reconstruction * per_entity(error, torch.cat([h, t.reshape(-1)])).mean()

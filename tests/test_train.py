@@ -97,3 +97,49 @@ def test_negative_batches_orient_and_sample(tiny):
 def test_train_config_rejects_bad_values(bad):
     with pytest.raises(ValueError, match="TrainConfig"):
         TrainConfig(**bad)
+
+
+def test_head_corruption_probability_is_the_bernoulli_rule():
+    # relation 0: one head with three tails (1-to-N): tph 3, hpt 1 -> corrupt the head w.p. 3/4;
+    # relation 1: two heads with one tail (N-to-1): tph 1, hpt 2 -> 1/3; relation 2 unused -> 1/2
+    from mmkgbench.train import head_corruption_probability
+    t = np.array([[0, 0, 1], [0, 0, 2], [0, 0, 3], [4, 1, 5], [6, 1, 5]])
+    assert np.allclose(head_corruption_probability(t, 3).numpy(), [0.75, 1 / 3, 0.5])
+
+
+def test_bern_corruption_orients_by_relation():
+    # a 1-to-N relation (heads corrupted 90 % of the time) and an N-to-1 one (10 %): the share of
+    # reciprocal (head-corrupting) positives follows, uniform corruption stays at one half
+    one_to_n = [(h, 0, 100 + 9 * h + k) for h in range(40) for k in range(9)]
+    n_to_one = [(200 + 9 * t + k, 1, t) for t in range(40) for k in range(9)]
+    triples = torch.tensor(one_to_n + n_to_one)
+    E, R = 600, 2
+
+    def head_share(corruption):
+        cfg = TrainConfig(regime="negative", batch_size=64, num_negatives=1, corruption=corruption)
+        b = torch.cat([b for b, _ in negative_batches(triples, R, E, cfg, torch.Generator().manual_seed(0), "cpu")])
+        return [float((b[:, 1] == rel + R).sum() / ((b[:, 1] == rel) | (b[:, 1] == rel + R)).sum()) for rel in (0, 1)]
+
+    bern, uniform = head_share("bern"), head_share("uniform")
+    # 360 triples per relation: binomial sd 0.016 at p = 0.9, 0.026 at p = 0.5; 4 sd margins
+    assert abs(bern[0] - 0.9) < 0.065 and abs(bern[1] - 0.1) < 0.065, bern
+    assert all(abs(u - 0.5) < 0.11 for u in uniform), uniform
+
+
+def test_fields_added_later_keep_stored_run_ids():
+    # Ids computed at commit 9d93387, before `corruption` existed: the same cells must keep them, and
+    # setting the new field to another value must record it and change the id.
+    from mmkgbench.datasets import load_dataset
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.resolve import resolve, run_id_of
+    spec = {"models": ["transe", "momok"], "datasets": ["synthetic_tiny"], "seeds": [0],
+            "train": {"max_epochs": 2, "eval_every": 1, "batch_size": 64, "num_negatives": 4},
+            "overrides": {"transe": {"dim": 8}}}
+    data = load_dataset("synthetic_tiny")
+    configs = [resolve(c, data) for c in grid_from_dict(spec).cells]
+    assert [run_id_of(c) for c in configs] == ["8dd44e821ae4fe29", "0a887a7cfea6703a"]
+    assert all("corruption" not in c["train"] for c in configs)
+    bern = resolve(grid_from_dict({**spec, "models": ["transe"], "train": {**spec["train"], "corruption": "bern"}})
+                   .cells[0], data)
+    assert bern["train"]["corruption"] == "bern" and run_id_of(bern) != run_id_of(configs[0])
+    assert TrainConfig(**configs[0]["train"]).corruption == "uniform"     # a stored config reads back

@@ -1,0 +1,109 @@
+#!/usr/bin/env python
+"""The multi-modal baselines of MoMoK's table beside TransE and RotatE on DB15K-sized inputs: seconds
+per training batch, the epoch it projects to, and peak memory, measured interleaved.
+
+    python benchmarks/bench_mm_baselines.py [--models ...] [--rounds 2] [--steps 3]
+
+Inputs: the real DB15K triples (random ones of the same sizes when ../shared/datasets is absent) and
+random features of the published shapes, image 12842 x 4096 and text 12842 x 768 (no pooling: the
+baselines project raw features). Every model gets the same negatives and batch: 1024 positives, 128
+negatives each, Bernoulli corruption, the self-adversarial sigmoid loss (alpha 2), Adam lr 1e-4
+(the margin loss costs the same), and d = 250 (complex dims for RotatE, RSME and VBKGC's RotatE).
+
+Each measurement is a fresh process (`--one NAME`) that builds the model and times `--steps`
+batches of the harness's own loop (mmkgbench.train.train on the first (steps + 1) x 1024 train
+triples, the first batch as warm-up); it prints seconds per batch, the epoch they project to (x 78
+batches of DB15K's 79,222 train triples; projected, not a timed epoch) and the process's peak
+resident memory (ru_maxrss: data, features and model included). The driver runs the models in
+rounds, A B C ... A B C ..., so load on a shared machine falls on all of them alike, and reports the
+min and median over rounds and each model's ratio to TransE.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODELS = ["transe", "rotate", "ikrl", "tbkgc", "transae", "mmkrl", "rsme", "vbkgc", "qeb"]
+PUBLISHED_SHAPES = {"image": 4096, "text": 768}
+TRAIN = dict(regime="negative", lr=1e-4, batch_size=1024, num_negatives=128, loss="softplus",
+             adversarial_temperature=2.0, corruption="bern", eval_every=0, max_epochs=1)
+
+
+def one(name: str, steps: int) -> dict:
+    import numpy as np
+    import torch
+
+    from benchmarks.common import db15k
+    from mmkgbench.model import ModelInputs
+    from mmkgbench.models import get_model
+    from mmkgbench.train import TrainConfig, train
+
+    data, source = db15k()
+    E = data.num_entities
+    cls = get_model(name)
+    rng = np.random.default_rng(0)
+    feats = {m: torch.from_numpy(rng.standard_normal((E, w), dtype=np.float32)) for m, w in PUBLISHED_SHAPES.items()}
+    reads = bool(cls.modalities)
+    inputs = ModelInputs(E, 2 * data.num_relations, feats if reads else {},
+                         {m: torch.ones(E, dtype=torch.bool) for m in feats} if reads else {}, "zeros")
+    torch.manual_seed(0)
+    model = cls(cls.Config(dim=250), inputs, torch.Generator().manual_seed(0))
+    cfg = TrainConfig(**{**cls.train_defaults, **TRAIN})
+    batch = cfg.batch_size
+    warm = train(model, data.train[:batch], data.num_relations, E, cfg, seed=0)       # warm-up batch
+    res = train(model, data.train[batch:batch * (steps + 1)], data.num_relations, E, cfg, seed=1)
+    per_batch = res.seconds / steps
+    n_batches = math.ceil(len(data.train) / batch)
+    return {"model": name, "per_batch_s": per_batch, "epoch_s_projected": per_batch * n_batches,
+            "batches_per_epoch": n_batches, "warmup_s": warm.seconds, "source": source,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+            "threads": torch.get_num_threads()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=MODELS)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        print(json.dumps(one(args.one, args.steps)), flush=True)
+        return
+    from benchmarks.common import machine
+    print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    got: dict[str, list[dict]] = {m: [] for m in args.models}
+    for r in range(args.rounds):
+        for name in args.models:
+            out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
+                                 capture_output=True, text=True, check=True)
+            rec = json.loads(out.stdout.strip().splitlines()[-1])
+            got[name].append(rec)
+            print(f"round {r + 1} {name}: {rec['per_batch_s']:.2f} s per batch, peak RSS {rec['peak_rss_gb']:.2f} GB",
+                  flush=True)
+    print(f"load average at end {os.getloadavg()[0]:.2f}; data {got[args.models[0]][0]['source']}")
+    base = got.get("transe")
+    print("| model | s per batch (min / median) | projected epoch (min) | × TransE (min / median) | peak RSS |")
+    print("|---|---|---|---|---|")
+    for name, recs in got.items():
+        t = [x["per_batch_s"] for x in recs]
+        ratio = ""
+        if base:
+            rs = [a["per_batch_s"] / b["per_batch_s"] for a, b in zip(recs, base)]   # same round: interleaved pairs
+            ratio = f"{min(rs):.2f} / {statistics.median(rs):.2f}"
+        print(f"| {name} | {min(t):.2f} / {statistics.median(t):.2f} | {min(t) * recs[0]['batches_per_epoch']:.0f} s "
+              f"| {ratio} | {max(x['peak_rss_gb'] for x in recs):.2f} GB |")
+
+
+if __name__ == "__main__":
+    main()
