@@ -29,7 +29,7 @@ from mmkgbench.ranges import check_config
 
 @dataclass(frozen=True)
 class VBKGCConfig:
-    dim: int = 250                     # complex dims for "rotate" (entity width 2d), real dims for "l1"
+    dim: int = 250                     # as our RotatE [choice]: complex dims for "rotate", real for "l1"
     kernel: str = "rotate"             # "rotate" (VBRotatE) | "l1" (VBTransE)
     gamma: float = 6.0                 # NATIVE VBRotatE default
     epsilon: float = 2.0               # NATIVE VBRotatE default: init range (gamma + epsilon) / d

@@ -23,7 +23,7 @@ MODEL_INFO: dict[str, ModelInfo] = {
     "rotate": ModelInfo("RotatE", "Sun et al. 2019 (ICLR), arXiv:1902.10197"),
     "pairre": ModelInfo("PairRE", "Chao et al. 2021 (ACL), arXiv:2011.03798"),
     "tucker": ModelInfo("TuckER", "Balažević et al. 2019 (EMNLP), arXiv:1901.09590"),
-    "ikrl": ModelInfo("IKRL", "Xie et al. 2017 (IJCAI), arXiv:1609.07028; as zjukg/NATIVE IKRL.py"),
+    "ikrl": ModelInfo("IKRL", "Xie et al. 2017 (IJCAI); as zjukg/NATIVE IKRL.py"),
     "tbkgc": ModelInfo("TBKGC", "Mousselly-Sergieh et al. 2018 (*SEM); as zjukg/NATIVE TBKGC.py"),
     "transae": ModelInfo("TransAE", "Wang et al. 2019 (IJCNN); the paper's auto-encoder (NATIVE's TransAE is TransE)"),
     "mmkrl": ModelInfo("MMKRL", "Lu et al. 2022 (Applied Intelligence); as zjukg/NATIVE MMKRL.py, no adversarial part"),
