@@ -210,6 +210,8 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
         n_steps = math.ceil(len(queries) / cfg.batch_size)
     else:
         n_steps = math.ceil(len(triples) / cfg.batch_size)
+    p_head = head_corruption_probability(train_triples, num_relations) \
+        if cfg.regime == "negative" and cfg.corruption == "bern" else None
     optimizer = _optimizer(model, cfg)
     aux_optimizer = _auxiliary_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
@@ -227,7 +229,7 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
         if cfg.regime == "kvsall":
             batches = (q.to(device) for q in _kvsall_batches(queries, gen, cfg.batch_size))
         else:
-            batches = negative_batches(triples, num_relations, num_entities, cfg, gen, device)
+            batches = negative_batches(triples, num_relations, num_entities, cfg, gen, device, p_head)
         for step, batch in enumerate(batches):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 if cfg.regime == "kvsall":
@@ -317,13 +319,18 @@ def head_corruption_probability(triples, R: int) -> torch.Tensor:
     return torch.from_numpy(p)
 
 
-def negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, gen: torch.Generator, device):
+def negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, gen: torch.Generator, device,
+                     p_head: torch.Tensor | None = None):
     """Shuffled positives, each oriented (reciprocal = head corruption) at random, 50/50 or by the
-    Bernoulli rule (`cfg.corruption`), with uniform negative tails."""
+    Bernoulli rule (`cfg.corruption`), with uniform negative tails. p_head: the rule's (R,)
+    probabilities (`head_corruption_probability`), computed here when not given; `train` computes
+    them once per run, not once per epoch."""
     n = len(triples)
     perm = torch.randperm(n, generator=gen)
     if cfg.corruption == "bern":
-        p_head = head_corruption_probability(triples.numpy(), R)[triples[:, 1]]
+        if p_head is None:
+            p_head = head_corruption_probability(triples.numpy(), R)
+        p_head = p_head[triples[:, 1]]
         flip = torch.rand(n, generator=gen, dtype=torch.float64) < p_head
     else:
         flip = torch.rand(n, generator=gen) < 0.5
