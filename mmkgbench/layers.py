@@ -216,3 +216,22 @@ def bce_with_logits_mean(s: Tensor, y: Tensor) -> Tensor:
     if s.shape != y.shape:
         raise ValueError(f"logits {tuple(s.shape)} and targets {tuple(y.shape)} differ in shape")
     return _BCEWithLogitsMean.apply(s, y)
+
+
+def mean_probability_logit(logits) -> Tensor:
+    """The logit of the mean decision probability, logit(P) with P = mean_m sigmoid(s_m), for a list of
+    decisions' logits s_m, each (B, E) -> (B, E): the test-time score of MoMoK and IMF (their code averages
+    the sigmoids of their decisions).
+
+    logit(P) = log P - log(1 - P) = LSE_m logsigmoid(s_m) - LSE_m logsigmoid(-s_m): the first term keeps
+    the precision where P is small, the second where P is near 1, so candidates whose probabilities round
+    to the same float32 still get distinct scores (no artificial ties).
+    """
+    s = torch.stack([v.float() for v in logits])
+    return torch.logsumexp(F.logsigmoid(s), 0) - torch.logsumexp(F.logsigmoid(-s), 0)
+
+
+def kvsall_cross_entropy(s: Tensor, y: Tensor) -> Tensor:
+    """-mean_b sum_e (y_be / sum_e y_be) log softmax(s_b)_e: scores s (B, E) against KvsAll targets y
+    (B, E), each row normalised to a distribution over its answers (the training loop's `loss = "ce"`)."""
+    return -(y / y.sum(1, keepdim=True) * torch.log_softmax(s, dim=1)).sum(1).mean()

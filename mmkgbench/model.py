@@ -126,14 +126,20 @@ class KGEModel(nn.Module):
     #   kvsall_loss(e, r, y) -> scalar: the model's own KvsAll objective, y the smoothed (B, E) target.
     #   negative_weights(neg, w) -> (B, k): reweighs the loop's weights w of the negatives, whose
     #   detached scores are neg; rows must sum to 1 (MoCME's entropy-guided types).
-    #   auxiliary_parameters() / auxiliary_loss(e, r): an estimator trained by its own optimiser, one
-    #   step after each model step, on detached model outputs (MoMoK's CLUB network).
+    #   auxiliary_parameters() / auxiliary_loss(e, r, t): an estimator (MoMoK's CLUB network) or a
+    #   generator (AdaMF's MAT) trained by its own optimiser, one step after each model step;
+    #   auxiliary_lr() its learning rate (None: the run's).
     def auxiliary_parameters(self) -> list:
         """Parameters the model's optimiser must not touch (they have their own); none by default."""
         return []
 
-    def auxiliary_loss(self, h: Tensor, r: Tensor) -> Tensor:
-        """The estimator's loss for a batch of queries h, r (B,); called only for models whose
+    def auxiliary_lr(self) -> float | None:
+        """The auxiliary optimiser's learning rate; None (default): the run's `lr`."""
+        return None
+
+    def auxiliary_loss(self, h: Tensor, r: Tensor, t: Tensor | None = None) -> Tensor:
+        """The estimator's loss for a batch of queries h, r (B,) (t (B,): their positive tails in the
+        negative regime, None under KvsAll); called only for models whose
         `auxiliary_parameters()` is not empty, so reaching this default is a model bug."""
         raise NotImplementedError(f"{type(self).__name__} declares auxiliary parameters but no auxiliary_loss")
 

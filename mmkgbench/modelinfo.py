@@ -30,6 +30,11 @@ MODEL_INFO: dict[str, ModelInfo] = {
     "rsme": ModelInfo("RSME", "Wang et al. 2021 (ACM MM); as zjukg/NATIVE RSME.py, no forget gate"),
     "vbkgc": ModelInfo("VBKGC", "Zhang et al. 2022, arXiv:2209.07084; as zjukg/NATIVE VBRotatE/VBTransE"),
     "qeb": ModelInfo("QEB", "Wang et al. 2023 (ACM MM, TIVA-KG); as zjukg/NATIVE QEB.py"),
+    "otkge": ModelInfo("OTKGE", "Cao et al. 2022 (NeurIPS); as the authors' code Lion-ZS/OTKGE"),
+    "mose": ModelInfo("MoSE", "Zhao et al. 2022 (EMNLP); as OreOZhao/MoSE4MKGC, ComplEx members, ensemble switch"),
+    "imf": ModelInfo("IMF", "Li et al. 2023 (WWW); as HestiaSky/IMF-Pytorch, TuckER decisions shared with MoMoK"),
+    "adamf": ModelInfo("AdaMF", "Zhang et al. 2024 (COLING); as zjukg/AdaMF-MAT AdvMixRotatE, with MAT"),
+    "native": ModelInfo("NativE", "Zhang et al. 2024 (SIGIR); as zjukg/NATIVE AdvRelRotatE, WGAN-style training"),
     "momok": ModelInfo("MoMoK", "Zhang et al. 2025 (ICLR), arXiv:2405.16869; code zjukg/MoMoK"),
     "mocme": ModelInfo("MoCME", "Li 2025, arXiv:2507.20620 (no public code; methods.md §2.3 readings)"),
 }

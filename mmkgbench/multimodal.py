@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -184,3 +187,14 @@ def phase_of(raw: Tensor, embedding_range: float) -> Tensor:
 # batch 1024 positives, 1000 epochs. Models add their number of negatives.
 MARGIN_REGIME = dict(regime="negative", loss="margin", margin=6.0, adversarial_temperature=2.0, corruption="bern",
                      optimizer="adam", lr=2e-5, batch_size=1024, max_epochs=1000)
+
+
+def relation_means(rows: list, keys: list[str], value: str, R: int) -> pd.DataFrame:
+    """Interpretation rows (frames with a `relation` column holding reciprocal ids 0..2R-1) -> the mean
+    of `value` per `keys`, with `queries` (the count), `direction` ("tail" for r < R, "head" for its
+    reciprocal) and `relation` folded back to 0..R-1: the table form the report draws."""
+    frame = pd.concat(rows, ignore_index=True)
+    out = frame.groupby(keys, sort=True)[value].agg(["mean", "count"]).reset_index()
+    out["direction"] = np.where(out["relation"] >= R, "head", "tail")
+    out["relation"] = out["relation"] % R
+    return out.rename(columns={"mean": value, "count": "queries"})

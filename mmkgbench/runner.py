@@ -142,14 +142,21 @@ def run_cells(cells: list[Cell], data: MMKG, root, *, device: torch.device,
                        progress=progress, desc=lead.label(), watched=protocol.watched, audit=audit)
         # What the model says about itself (MoMoK: expert gates per relation), on the training split.
         extra = model.interpretation(torch.from_numpy(np.array(perturbed.train)).to(device))
-        for frame in extra.values():
-            if "relation" in frame.columns:
-                frame.insert(frame.columns.get_loc("relation") + 1, "relation_name",
-                             [perturbed.relations[i] for i in frame["relation"]])
+        _name_relations(extra, perturbed)
         train_wall = time.perf_counter() - t0
         for cell, config in zip(cells, configs):
             t1 = time.perf_counter()
             model.rescore(**scoring_of(config, cls))
+            if hasattr(model, "calibrate"):
+                # A scoring fitted after training (MoSE's boosting and meta-learner ensembles), always on
+                # the validation split with its filter, whatever split the protocol watches: test is
+                # never fitted on. What the model explains then depends on the fit: asked again.
+                if "valid" not in known:
+                    known["valid"] = KnownAnswers(np.concatenate([parts[s] for s in protocol.filter_splits("valid", ecfg)]),
+                                                  R).to(device)
+                model.calibrate(perturbed.valid, known["valid"], seed=cell.seed)
+                extra = model.interpretation(torch.from_numpy(np.array(perturbed.train)).to(device))
+                _name_relations(extra, perturbed)
             evals = {split: evaluate(model, triples[split], known[split], num_relations=R, cfg=ecfg, device=device,
                                      seed=cell.seed) for split in protocol.stored_splits}
             if protocol.best_per_metric:
@@ -161,6 +168,14 @@ def run_cells(cells: list[Cell], data: MMKG, root, *, device: torch.device,
                          wall=wall, training=training_id(config, cls), shared_with=len(cells))
             out.append((rid, config))
     return out
+
+
+def _name_relations(tables: dict, data: MMKG) -> None:
+    """Add a `relation_name` column beside the `relation` ids of interpretation tables, in place."""
+    for frame in tables.values():
+        if "relation" in frame.columns and "relation_name" not in frame.columns:
+            frame.insert(frame.columns.get_loc("relation") + 1, "relation_name",
+                         [data.relations[i] for i in frame["relation"]])
 
 
 def _store(root, cell: Cell, config: dict, perturbed: MMKG, model, result, evals: dict, extra: dict, *,

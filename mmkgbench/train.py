@@ -5,7 +5,10 @@ Regimes (a model declares its default in `train_defaults["regime"]`; a run may o
 * "kvsall" (1-N scoring; Dettmers et al. 2018, TuckER, MoMoK): a batch is a set of unique
   (e, r) queries from train, reciprocal relations included; the target is the multi-hot vector of
   all their train answers, smoothed as y <- (1 - ls) y + 1/E (TuckER's form); loss is binary
-  cross-entropy with logits, averaged over B x E.
+  cross-entropy with logits, averaged over B x E, or with `loss = "ce"` the cross-entropy of the
+  softmax over all E entities against y normalised to sum 1 per query (`mmkgbench.layers.kvsall_cross_entropy`: the
+  1-vs-all objective of Lacroix et al. 2018's code base, which MoSE and OTKGE train with; for a
+  query with one answer and ls = 0 it is that objective up to the 1/E floor of the target).
 * "negative" (negative sampling; Bordes et al. 2013, Sun et al. 2019): each epoch visits every
   train triple once, oriented at random as (h, r, t) or (t, r + R, h), so corrupting the tail of
   the reciprocal triple is corrupting the head of the original (the usual 50/50 head/tail
@@ -23,8 +26,10 @@ Models with an objective of their own: `kvsall_loss(e, r, y)` replaces the BCE o
 the smoothed (B, E) target); `negative_scores(h, r, t, negatives)` gives the positive and negative
 scores in one call (the default calls `score_hrt` twice; a model whose entity vectors are costly
 computes them once); `negative_weights(neg, w)` reweighs the (self-adversarial or uniform) weights
-of the negatives, rows summing to 1; and `auxiliary_parameters()` / `auxiliary_loss(e, r)` declare
-an estimator trained by its own optimiser in alternation with the model (one step each per batch).
+of the negatives, rows summing to 1; and `auxiliary_parameters()` / `auxiliary_loss(e, r, t)` declare
+an estimator (or a generator: AdaMF's MAT) trained by its own optimiser in alternation with the model
+(one step each per batch; t is the positives' tails in the negative regime, None under KvsAll), at
+the model's `auxiliary_lr()` where it names one, else the run's lr.
 The loop knows nothing else about any model.
 
 Model selection (the benchmark owns it, house-style §4.4): every `eval_every` epochs the model
@@ -46,12 +51,13 @@ import torch
 import torch.nn.functional as F
 
 from mmkgbench.evaluate import EvalConfig, evaluate
+from mmkgbench.layers import kvsall_cross_entropy
 from mmkgbench.ranges import check_config
 from mmkgbench.ranking import KnownAnswers
 
 REGIMES = ("kvsall", "negative")
 CORRUPTIONS = ("uniform", "bern")
-LOSSES = ("softplus", "margin")
+LOSSES = ("softplus", "margin", "ce")
 OPTIMIZERS = ("adam", "adagrad")
 
 
@@ -68,7 +74,7 @@ class TrainConfig:
     max_epochs: int = 500
     label_smoothing: float = 0.1          # kvsall: TuckER's 0.1
     num_negatives: int = 128              # negative: NativE/AdaMF scripts (methods.md §3.2)
-    loss: str = "softplus"                # negative: "softplus" | "margin"
+    loss: str = "softplus"                # negative: "softplus" | "margin"; kvsall: "ce", else BCE
     margin: float = 1.0                   # negative + "margin" loss
     adversarial_temperature: float = 0.0  # negative: alpha of self-adversarial weights; 0 = uniform
     eval_every: int = 10                  # epochs between validation evaluations; 0 = never (keep last)
@@ -99,6 +105,9 @@ class TrainConfig:
 
     def __post_init__(self):
         check_config(self)             # each field against its rule in `ranges` (mmkgbench.ranges)
+        if self.regime == "negative" and self.loss == "ce":
+            raise ValueError("TrainConfig: loss 'ce' (softmax over all entities) needs regime 'kvsall'; "
+                             "the negative regime takes 'softplus' or 'margin'")
         if re.fullmatch(r"mrr|mr|hits@[1-9][0-9]*", self.selection_metric) is None:
             raise ValueError(f"TrainConfig: selection_metric must be 'mrr', 'mr' or 'hits@k', got "
                              f"{self.selection_metric!r}")
@@ -145,6 +154,8 @@ def _kvsall_loss(model, q: torch.Tensor, answers: KnownAnswers, cfg: TrainConfig
     own = getattr(model, "kvsall_loss", None)
     if own is not None:          # a model whose objective is not one BCE on score_t (MoMoK: one per modality)
         loss = own(e, r, y)
+    elif cfg.loss == "ce":
+        loss = kvsall_cross_entropy(model.score_t(e, r).float(), y)
     else:
         loss = F.binary_cross_entropy_with_logits(model.score_t(e, r).float(), y)
     return loss + model.penalty(e, r, cols)
@@ -177,10 +188,14 @@ def _optimizer(model, cfg: TrainConfig):
 
 
 def _auxiliary_optimizer(model, cfg: TrainConfig):
-    """Auxiliary estimators (e.g. MoMoK's CLUB network) get their own Adam, same lr, no weight decay,
-    as MoMoK's train.py does; None when the model has none."""
+    """Auxiliary estimators (e.g. MoMoK's CLUB network) get their own Adam, no weight decay, as MoMoK's
+    train.py does, at the run's lr unless the model's `auxiliary_lr()` names its own (AdaMF's generator
+    learning rate); None when the model has none."""
     params = [p for p in model.auxiliary_parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=cfg.lr) if params else None
+    if not params:
+        return None
+    own = model.auxiliary_lr() if hasattr(model, "auxiliary_lr") else None
+    return torch.optim.Adam(params, lr=cfg.lr if own is None else own)
 
 
 def train(model, train_triples: np.ndarray, num_relations: int, num_entities: int, cfg: TrainConfig, *,
@@ -246,11 +261,12 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
                 # Alternation, as in MoMoK's train.py: after the model step, the auxiliary estimator
                 # takes one step on its own objective, computed from detached model outputs.
                 q = batch[0] if cfg.regime == "negative" else batch
-                aux_loss = model.auxiliary_loss(q[:, 0], q[:, 1])
-                aux_optimizer.zero_grad(set_to_none=True)
-                aux_loss.backward()
-                aux_optimizer.step()
-                aux_total += aux_loss.detach() * len(q)
+                aux_loss = model.auxiliary_loss(q[:, 0], q[:, 1], q[:, 2] if cfg.regime == "negative" else None)
+                if aux_loss is not None:   # None: no auxiliary step this batch (AdaMF's MAT under KvsAll)
+                    aux_optimizer.zero_grad(set_to_none=True)
+                    aux_loss.backward()
+                    aux_optimizer.step()
+                    aux_total += aux_loss.detach() * len(q)
             total += loss.detach() * len(batch[0] if cfg.regime == "negative" else batch)
             count += len(batch[0] if cfg.regime == "negative" else batch)
         scheduler.step()

@@ -5,10 +5,14 @@ line here. Keys are lower snake_case; `get_model` lists the valid ones when a na
 """
 from __future__ import annotations
 
+from baselines.adamf import AdaMF, NativE
 from baselines.complex import ComplEx
 from baselines.distmult import DistMult
 from baselines.ikrl import IKRL
+from baselines.imf import IMF
 from baselines.mmkrl import MMKRL
+from baselines.mose import MoSE
+from baselines.otkge import OTKGE
 from baselines.pairre import PairRE
 from baselines.qeb import QEB
 from baselines.rotate import RotatE
@@ -37,6 +41,11 @@ MODELS: dict[str, type[KGEModel]] = {
     "rsme": RSME,
     "vbkgc": VBKGC,
     "qeb": QEB,
+    "otkge": OTKGE,
+    "mose": MoSE,
+    "imf": IMF,
+    "adamf": AdaMF,
+    "native": NativE,
     "momok": MoMoK,
     "mocme": MoCME,
 }

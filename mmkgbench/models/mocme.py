@@ -333,7 +333,7 @@ class MoCME(KGEModel):
         corrected = torch.exp(marginal - self.log_z[idx, None]).mean(1)
         return -(joint.mean(1) - log_z_batch.detach()) + (corrected - corrected.detach())
 
-    def auxiliary_loss(self, h: Tensor, r: Tensor) -> Tensor:
+    def auxiliary_loss(self, h: Tensor, r: Tensor, t: Tensor | None = None) -> Tensor:
         """One estimator step on the views of the batch's head entities (detached): the mean over pairs."""
         with torch.no_grad():
             views = self._views(h)

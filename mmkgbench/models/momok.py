@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmkgbench.features import FeatureTable
-from mmkgbench.layers import Dropout, TuckERDecision, bce_with_logits_mean, linear
+from mmkgbench.layers import Dropout, TuckERDecision, bce_with_logits_mean, linear, mean_probability_logit
 from mmkgbench.model import KGEModel, ModelInputs, init_
 from mmkgbench.ranges import check_config
 
@@ -267,16 +267,11 @@ class MoMoK(KGEModel):
 
     @staticmethod
     def combine(logits: dict[str, Tensor], decision: str) -> Tensor:
-        """The joint decision as a score (B, E): logit(P), P = mean_m sigmoid(s_m), or one decision's logits.
-
-        logit(P) = log P - log(1 - P) = LSE_m logsigmoid(s_m) - LSE_m logsigmoid(-s_m): the first
-        term keeps the precision where P is small, the second where P is near 1, so candidates whose
-        probabilities round to the same float32 still get distinct scores (no artificial ties).
-        """
+        """The joint decision as a score (B, E): logit(P), P = mean_m sigmoid(s_m)
+        (`mmkgbench.layers.mean_probability_logit`), or one decision's logits."""
         if decision != "mean":
             return logits[decision]
-        s = torch.stack([v.float() for v in logits.values()])
-        return torch.logsumexp(F.logsigmoid(s), 0) - torch.logsumexp(F.logsigmoid(-s), 0)
+        return mean_probability_logit(list(logits.values()))
 
     # -- the harness contract -----------------------------------------------------------------
     def score_t(self, h: Tensor, r: Tensor) -> Tensor:
@@ -323,7 +318,7 @@ class MoMoK(KGEModel):
     def auxiliary_parameters(self) -> list:
         return list(self.club.parameters()) if self.cfg.exid else []
 
-    def auxiliary_loss(self, h: Tensor, r: Tensor) -> Tensor:
+    def auxiliary_loss(self, h: Tensor, r: Tensor, t: Tensor | None = None) -> Tensor:
         """The estimator's step: -log-likelihood of one expert's output given another's, on detached outputs."""
         pairs, terms = self._pairs(), []
         for m in self.names:
