@@ -187,7 +187,7 @@ class MoSE(KGEModel):
     # -- fitting the ensemble on validation (the runner calls this after selecting the checkpoint) --
     @torch.no_grad()
     def _valid_queries(self, triples: np.ndarray, device) -> tuple[Tensor, Tensor, Tensor]:
-        t = torch.as_tensor(np.asarray(triples, dtype=np.int64).reshape(-1, 3), device=device)
+        t = torch.as_tensor(np.array(triples, dtype=np.int64).reshape(-1, 3), device=device)
         R = self.num_relations // 2
         return torch.cat([t[:, 0], t[:, 2]]), torch.cat([t[:, 1], t[:, 1] + R]), torch.cat([t[:, 2], t[:, 0]])
 

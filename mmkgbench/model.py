@@ -127,8 +127,10 @@ class KGEModel(nn.Module):
     #   negative_weights(neg, w) -> (B, k): reweighs the loop's weights w of the negatives, whose
     #   detached scores are neg; rows must sum to 1 (MoCME's entropy-guided types).
     #   auxiliary_parameters() / auxiliary_loss(e, r, t): an estimator (MoMoK's CLUB network) or a
-    #   generator (AdaMF's MAT) trained by its own optimiser, one step after each model step;
-    #   auxiliary_lr() its learning rate (None: the run's).
+    #   generator (AdaMF's MAT) trained by its own optimiser, one step after each model step (a None
+    #   loss skips the step); auxiliary_lr() its learning rate (None: the run's).
+    # And one runner hook (mmkgbench.runner): calibrate(valid_triples, known, seed=...) fits what a
+    # trained model scores with on the validation split and its filter (MoSE's fitted ensembles).
     def auxiliary_parameters(self) -> list:
         """Parameters the model's optimiser must not touch (they have their own); none by default."""
         return []
@@ -139,7 +141,7 @@ class KGEModel(nn.Module):
 
     def auxiliary_loss(self, h: Tensor, r: Tensor, t: Tensor | None = None) -> Tensor:
         """The estimator's loss for a batch of queries h, r (B,) (t (B,): their positive tails in the
-        negative regime, None under KvsAll); called only for models whose
+        negative regime, None under KvsAll), or None for no step this batch; called only for models whose
         `auxiliary_parameters()` is not empty, so reaching this default is a model bug."""
         raise NotImplementedError(f"{type(self).__name__} declares auxiliary parameters but no auxiliary_loss")
 

@@ -361,3 +361,31 @@ def test_fill_policy_decides_what_absent_entities_score(name):
     assert not torch.allclose(zeros[:2], mean[:2])
     learned = dict(build(name, "learned").named_parameters())
     assert sum(k.endswith(".missing") for k in learned) == 2
+
+
+def test_the_runner_fits_mose_on_validation_only_and_shares_one_training(tmp_path, monkeypatch):
+    # the three ensembles are scoring variants of one training; each is fitted on the validation
+    # triples with the validation filter (train + valid), never on test, whatever split is watched
+    from baselines.mose import MoSE
+    from mmkgbench.datasets import load_dataset
+    from mmkgbench.grid import grid_from_dict
+    from mmkgbench.runner import run_grid
+    seen = []
+    original = MoSE.calibrate
+
+    def spy(self, triples, known, **kw):
+        seen.append((self.cfg.ensemble, np.array(triples), int(len(known.answers))))
+        return original(self, triples, known, **kw)
+    monkeypatch.setattr(MoSE, "calibrate", spy)
+    grid = grid_from_dict({"models": ["mose", "mose_boosting", "mose_meta"], "datasets": ["synthetic_tiny"],
+                           "seeds": [0], "train": {"max_epochs": 2, "eval_every": 1, "batch_size": 64},
+                           "overrides": {"mose": {"dim": 4, "meta_epochs": 2}},
+                           "variants": {"mose_boosting": {"model": "mose", "ensemble": "boosting"},
+                                        "mose_meta": {"model": "mose", "ensemble": "meta"}}})
+    out = run_grid(grid, tmp_path, progress=False, log=lambda *a, **k: None)
+    assert len(out["done"]) == 3 and not out["failed"] and out["trainings"] == 1
+    data = load_dataset("synthetic_tiny")
+    want = KnownAnswers(np.concatenate([data.train, data.valid]), data.num_relations)
+    assert sorted(s[0] for s in seen) == ["average", "boosting", "meta"]
+    for _, triples, n_known in seen:
+        assert np.array_equal(triples, data.valid) and n_known == len(want.answers)

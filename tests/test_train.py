@@ -143,3 +143,62 @@ def test_fields_added_later_keep_stored_run_ids():
                    .cells[0], data)
     assert bern["train"]["corruption"] == "bern" and run_id_of(bern) != run_id_of(configs[0])
     assert TrainConfig(**configs[0]["train"]).corruption == "uniform"     # a stored config reads back
+
+
+def test_kvsall_cross_entropy_is_the_normalised_target_softmax_loss(tiny):
+    from mmkgbench.layers import kvsall_cross_entropy
+    from mmkgbench.train import _kvsall_loss
+    g = torch.Generator().manual_seed(0)
+    s, y = torch.randn(4, 9, generator=g), (torch.rand(4, 9, generator=g) < 0.3).float() + 1.0 / 9
+    want = np.mean([-sum(float(y[b, e]) / float(y[b].sum()) * float(torch.log_softmax(s[b], 0)[e]) for e in range(9))
+                    for b in range(4)])
+    assert float(kvsall_cross_entropy(s, y)) == pytest.approx(want, rel=1e-6)
+    # the loop uses it under loss = "ce" (KvsAll), and refuses it in the negative regime
+    model = DistMult(DistMultConfig(dim=4, l3=0.0), ModelInputs(tiny.num_entities, 2 * tiny.num_relations),
+                     torch.Generator().manual_seed(0))
+    answers = KnownAnswers(tiny.train, tiny.num_relations)
+    q = torch.tensor([[0, 0], [3, 1], [5, tiny.num_relations]])
+    ce = _kvsall_loss(model, q, answers, TrainConfig(loss="ce", label_smoothing=0.0))
+    rows, cols = answers.lookup(q[:, 0], q[:, 1])
+    target = torch.zeros(3, tiny.num_entities)
+    target[rows, cols] = 1.0
+    target += 1.0 / tiny.num_entities
+    assert torch.allclose(ce, kvsall_cross_entropy(model.score_t(q[:, 0], q[:, 1]), target))
+    assert not torch.allclose(ce, _kvsall_loss(model, q, answers, TrainConfig(label_smoothing=0.0)))
+    with pytest.raises(ValueError, match="needs regime 'kvsall'"):
+        TrainConfig(regime="negative", loss="ce")
+
+
+def test_auxiliary_step_takes_the_tails_its_own_lr_and_may_be_skipped(tiny):
+    # the auxiliary hook of the loop: the positives' tails in the negative regime, None under KvsAll;
+    # the model's auxiliary_lr for its Adam; a None loss skips the step (AdaMF's MAT under KvsAll)
+    seen = []
+
+    class WithGenerator(DistMult):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.gen = torch.nn.Parameter(torch.ones(3))
+
+        def auxiliary_parameters(self):
+            return [self.gen]
+
+        def auxiliary_lr(self):
+            return 0.5
+
+        def auxiliary_loss(self, h, r, t=None):
+            seen.append(None if t is None else t.clone())
+            return None if t is None else (self.gen ** 2).sum()
+
+    def fit(regime):
+        model = WithGenerator(DistMultConfig(dim=4), ModelInputs(tiny.num_entities, 2 * tiny.num_relations),
+                              torch.Generator().manual_seed(0))
+        cfg = TrainConfig(regime=regime, lr=0.01, batch_size=len(tiny.train), num_negatives=2, max_epochs=1,
+                          eval_every=0)
+        train(model, tiny.train, tiny.num_relations, tiny.num_entities, cfg, seed=0)
+        return model
+    neg = fit("negative")
+    assert len(seen) == 1 and seen[0].shape == (len(tiny.train),)
+    # one Adam step at lr 0.5 moves each entry by 0.5 (Adam's first step is lr x sign of the gradient)
+    assert torch.allclose(neg.gen.detach(), torch.full((3,), 0.5), atol=1e-4)
+    kvs = fit("kvsall")
+    assert seen[-1] is None and torch.equal(kvs.gen.detach(), torch.ones(3))
