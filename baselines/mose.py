@@ -37,7 +37,6 @@ at most 200 epochs).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -88,20 +87,22 @@ def complex_query(h: Tensor, r: Tensor) -> Tensor:
 
 def boosting_weights(right: Tensor, rounds: int) -> Tensor:
     """The code's AdaBoost weights of M members from right (n, M) bool (each member right or wrong on
-    n weighted pairs, uniform at first) -> (M,) float64; every member is picked once, in `rounds` = M."""
+    n weighted pairs, uniform at first) -> (M,) float64; every member is picked once, in `rounds` = M.
+    Only the pair weights D (n,) are held in float64: a relation of 2,000 validation queries against
+    12,842 entities is 26 M pairs."""
     n, M = right.shape
-    p = right.double() * 2 - 1                                        # +1 right, -1 wrong
     D = torch.full((n,), 1.0 / n, dtype=torch.float64, device=right.device)
     w = torch.zeros(M, dtype=torch.float64, device=right.device)
-    free = torch.ones(M, dtype=torch.bool, device=right.device)
+    free = list(range(M))
     tiny = 1e-12
     for _ in range(rounds):
-        good = (D[:, None] * right.double()).sum(0)
-        a = 0.5 * torch.log((good + tiny) / (D.sum() - good + tiny))
-        m = int(torch.where(free, a, torch.tensor(-math.inf, dtype=a.dtype, device=a.device)).argmax())
+        total = D.sum()
+        good = torch.stack([D[right[:, m]].sum() for m in range(M)])
+        a = 0.5 * torch.log((good + tiny) / (total - good + tiny))
+        m = max(free, key=lambda k: (float(a[k]), -k))           # the largest a; ties: the first member
         w[m] += a[m]
-        free[m] = False
-        D = D * torch.exp(-a[m] * p[:, m])
+        free.remove(m)
+        D = D * torch.exp(torch.where(right[:, m], -a[m], a[m]))
         D = D / D.sum()
     return w
 

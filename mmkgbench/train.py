@@ -145,7 +145,9 @@ def _kvsall_batches(queries: torch.Tensor, gen: torch.Generator, batch_size: int
         yield queries[perm[i:i + batch_size]]
 
 
-def _kvsall_loss(model, q: torch.Tensor, answers: KnownAnswers, cfg: TrainConfig) -> torch.Tensor:
+def kvsall_batch_loss(model, q: torch.Tensor, answers: KnownAnswers, cfg: TrainConfig) -> torch.Tensor:
+    """The loss of one KvsAll batch of queries q (B, 2) (e, r): the model's `kvsall_loss`, else BCE or
+    (`loss = "ce"`) cross-entropy on `score_t` against the smoothed targets, plus the model's penalty."""
     e, r = q[:, 0], q[:, 1]
     rows, cols = answers.lookup(e, r)
     y = torch.zeros((len(e), model.num_entities), dtype=torch.float32, device=e.device)
@@ -248,7 +250,7 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
         for step, batch in enumerate(batches):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 if cfg.regime == "kvsall":
-                    loss = _kvsall_loss(model, batch, answers, cfg)
+                    loss = kvsall_batch_loss(model, batch, answers, cfg)
                 else:
                     loss = _negative_loss(model, batch[0], batch[1], cfg)
             if not torch.isfinite(loss):

@@ -58,3 +58,29 @@ def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed:
     result = fit(net, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
                  valid_triples=data.valid, known_valid=known, seed=seed)
     return result.best_valid["mrr"]
+
+
+def learning_job(job: tuple) -> float:
+    """best_valid_mrr(*job) at one thread, in whichever process runs it (a worker of best_valid_mrrs)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return best_valid_mrr(*job)
+    finally:
+        torch.set_num_threads(before)
+
+
+def best_valid_mrrs(jobs: dict, workers: int = 2) -> dict:
+    """Many learning-test trainings at once: jobs key -> (model, dataset, train, overrides, seed) ->
+    key -> best validation MRR. Each runs at 1 thread, which gives the same numbers in every process
+    (the learning tests' measurements were taken so), in `workers` spawned processes (at most the CPU
+    count), so two cores train two models at a time; pass the longest jobs first."""
+    import concurrent.futures
+    import multiprocessing
+    n = max(1, min(workers, os.cpu_count() or 1, len(jobs)))
+    if n == 1:
+        return {key: learning_job(job) for key, job in jobs.items()}
+    with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(learning_job, job) for key, job in jobs.items()}
+        return {key: f.result() for key, f in futures.items()}

@@ -147,7 +147,7 @@ def test_fields_added_later_keep_stored_run_ids():
 
 def test_kvsall_cross_entropy_is_the_normalised_target_softmax_loss(tiny):
     from mmkgbench.layers import kvsall_cross_entropy
-    from mmkgbench.train import _kvsall_loss
+    from mmkgbench.train import kvsall_batch_loss
     g = torch.Generator().manual_seed(0)
     s, y = torch.randn(4, 9, generator=g), (torch.rand(4, 9, generator=g) < 0.3).float() + 1.0 / 9
     want = np.mean([-sum(float(y[b, e]) / float(y[b].sum()) * float(torch.log_softmax(s[b], 0)[e]) for e in range(9))
@@ -158,13 +158,13 @@ def test_kvsall_cross_entropy_is_the_normalised_target_softmax_loss(tiny):
                      torch.Generator().manual_seed(0))
     answers = KnownAnswers(tiny.train, tiny.num_relations)
     q = torch.tensor([[0, 0], [3, 1], [5, tiny.num_relations]])
-    ce = _kvsall_loss(model, q, answers, TrainConfig(loss="ce", label_smoothing=0.0))
+    ce = kvsall_batch_loss(model, q, answers, TrainConfig(loss="ce", label_smoothing=0.0))
     rows, cols = answers.lookup(q[:, 0], q[:, 1])
     target = torch.zeros(3, tiny.num_entities)
     target[rows, cols] = 1.0
     target += 1.0 / tiny.num_entities
     assert torch.allclose(ce, kvsall_cross_entropy(model.score_t(q[:, 0], q[:, 1]), target))
-    assert not torch.allclose(ce, _kvsall_loss(model, q, answers, TrainConfig(label_smoothing=0.0)))
+    assert not torch.allclose(ce, kvsall_batch_loss(model, q, answers, TrainConfig(label_smoothing=0.0)))
     with pytest.raises(ValueError, match="needs regime 'kvsall'"):
         TrainConfig(regime="negative", loss="ce")
 
