@@ -22,9 +22,11 @@ Differences from the code:
   each problem on its own.
 * The plan is recomputed whenever E_s or a feature table has changed (every training step) and
   reused while they have not (the penalty of the same step, evaluation): the same numbers as the
-  code's recomputation at every forward, at a fraction of the cost. Each solve starts from the
-  previous solve's scalings (`warm_start`; the code starts from 1/n): the same plan to the
-  tolerance, in fewer iterations (docs/performance.md).
+  code's recomputation at every forward, at a fraction of the cost. Each solve starts from u = 1/n, as
+  the code's; `warm_start = true` starts from the previous solve's scalings instead: the same fixed
+  point, reached in fewer iterations when the entity table moves little between steps, but a
+  different plan within the tolerance, which W multiplies by kappa 2k, so results differ at large
+  kappa (docs/performance.md gives both).
 * CE over KvsAll targets (mmkgbench.train, loss "ce": softmax over all E against the normalised
   multi-hot answers of an (e, r) query), where the code takes one CE term per triple; no class
   weights by training degree (the README's `-weight`, w_e = 0.1 + 0.9 deg/max deg) are used.
@@ -59,7 +61,7 @@ class OTKGEConfig:
     other_weight: float = 0.1         # any other modality (numeric, audio, ...): our choice, not the code's
     ot_entities: int = 10             # entities whose plans are averaged: the code's hard-coded `number = 10`
     sinkhorn_iterations: int = 1000   # sinkhorn_cal1.py's numItermax
-    warm_start: bool = True           # start Sinkhorn from the last step's scalings [choice; code: from 1/n]
+    warm_start: bool = False          # True: start Sinkhorn from the last solve's scalings (code: from 1/n)
     n3: float = 1e-3                  # N3 weight: README FBIMG (WN9IMG: 5e-3)
 
     ranges: ClassVar[dict] = {"dim": "[1, inf)", "kappa": "(0, inf)", "image_weight": "[0, 1)",
@@ -114,9 +116,9 @@ class OTKGE(KGEModel):
         for m in self.names:
             init_(self.delta[m], "xavier_uniform", generator)
         self._plans: tuple | None = None
-        # Sinkhorn's last scalings per modality: the next step's problem is close (E_s moved by one
-        # optimiser step), so starting there reaches the same plan, to the tolerance, in fewer iterations.
-        # Not part of the state: a restored checkpoint's plan is the same fixed point from any start.
+        # Sinkhorn's last scalings per modality, the start of the next solve under `warm_start`: the next
+        # problem is close (E_s moved by one optimiser step), so the same fixed point is nearer. Not part
+        # of the state: a restored checkpoint's plan is that fixed point, to the tolerance, from any start.
         self._warm: dict[str, Tensor] = {}
         self.iterations: dict[str, int] = {}          # of the last solve per modality (benchmarks read it)
 

@@ -28,7 +28,7 @@ SETTINGS = {
     "complex": (CE, {"dim": 32, "init_std": 1e-3, "l3": 0.01}),
     "mose": (CE, {"dim": 32, "n3": 0.01}),
     # kappa 10: at the code's 300 the transport part of W (columns summing to kappa) swamps these
-    # features and OTKGE does not learn (valid MRR 0.010 0.010 0.009, seeds 0-2; README)
+    # features and OTKGE does not learn (valid MRR 0.0105 0.0091 0.0107, seeds 0-2; README)
     "otkge": (CE, {"dim": 32, "n3": 0.01, "kappa": 10.0}),
 }
 

@@ -199,7 +199,7 @@ def test_penalty_is_the_written_out_n3(regime):
 def test_warm_start_reaches_the_cold_start_plan_in_fewer_iterations():
     # after one optimiser step the plan solved from the previous scalings equals the plan solved from
     # 1/n (the code's start) to the tolerance, and takes fewer iterations
-    warm, cold = build(), build(warm_start=False)
+    warm, cold = build(warm_start=True), build()
     for m in (warm, cold):
         m.train()
         m.transport()
