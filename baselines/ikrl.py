@@ -79,3 +79,16 @@ class IKRL(KGEModel):
         dist = energy_hrt(self.TERMS, self._vectors(h), {"r": self.relation[r]}, self._vectors(t),
                           self.kernel, self.cfg.normalize)
         return self.cfg.gamma - dist
+
+    def mixed_tail_scores(self, h: Tensor, r: Tensor, t_structure: Tensor, t_modality: Tensor
+                          ) -> tuple[Tensor, Tensor, Tensor]:
+        """The MANS hook (mmkgbench/samplers/mans.py): scores of tails whose structural vector is
+        entity t_structure's and whose image vector is entity t_modality's, h, r (B,), t_* (B, k) ->
+        (scores, intra, cross), each (B, k): score = gamma - intra - cross, with intra = T(s_h, r, s_t) +
+        T(i_h, r, i_t) and cross = T(i_h, r, s_t) + T(s_h, r, i_t). With t_structure = t_modality it is
+        score_hrt, split into MMTransE's intra- and cross-modal parts (zjukg/MANS MMTransE.py)."""
+        heads, rels = self._vectors(h), {"r": self.relation[r]}
+        tails = {"s": self.entity[t_structure], "i": self.image(t_modality)}
+        intra = energy_hrt(self.TERMS[:2], heads, rels, tails, self.kernel, self.cfg.normalize)
+        cross = energy_hrt(self.TERMS[2:], heads, rels, tails, self.kernel, self.cfg.normalize)
+        return self.cfg.gamma - intra - cross, intra, cross

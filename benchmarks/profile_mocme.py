@@ -23,6 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 from benchmarks.common import db15k, machine  # noqa: E402
 from mmkgbench.model import ModelInputs  # noqa: E402
 from mmkgbench.models import get_model  # noqa: E402
+from mmkgbench.samplers import build_sampler  # noqa: E402
 from mmkgbench.train import TrainConfig, negative_batches  # noqa: E402
 
 
@@ -39,8 +40,9 @@ def main(name: str = "mocme", steps: int = 4):
     model = cls(cls.Config(dim=256, gamma=12.0), inputs, torch.Generator().manual_seed(0))
     cfg = TrainConfig(**{**cls.train_defaults, "lr": 1e-4, "batch_size": 1024, "num_negatives": 128,
                          "adversarial_temperature": 2.0})
+    egns = build_sampler(cfg.sampler, cfg.sampler_options, data.train, data.num_relations, E, cfg.num_negatives)
     batches = negative_batches(torch.from_numpy(np.array(data.train, dtype=np.int64)), data.num_relations, E, cfg,
-                                torch.Generator().manual_seed(0), "cpu")
+                                torch.Generator().manual_seed(0), "cpu", sampler=egns)
     aux = {id(p) for p in model.auxiliary_parameters()}
     opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in aux], lr=cfg.lr)
     aux_opt = torch.optim.Adam(model.auxiliary_parameters(), lr=cfg.lr) if aux else None
@@ -70,8 +72,7 @@ def main(name: str = "mocme", steps: int = 4):
             pos, ng = model.negative_scores(h, r, t, neg)
         lap("RotatE scores (1024 + 1024 x 128)")
         w = torch.softmax(cfg.adversarial_temperature * ng.detach(), 1)
-        if hasattr(model, "negative_weights"):
-            w = model.negative_weights(ng.detach(), w)
+        w = egns.weights(ng.detach(), w)
         loss = 0.5 * (F.softplus(-pos).mean() + (w * F.softplus(ng)).sum(1).mean()) \
             + model.penalty(h, r, torch.cat([t[:, None], neg], 1))
         lap("loss (+ EGNS types)")

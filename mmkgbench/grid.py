@@ -122,6 +122,8 @@ def check_value(where: str, key: str, value, default, cls=None):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, tuple) and key.endswith("_options"):
+        ok = isinstance(value, dict)           # a table of settings (TrainConfig.sampler_options)
     elif isinstance(default, tuple):
         ok = isinstance(value, (list, tuple))
     else:
@@ -129,6 +131,8 @@ def check_value(where: str, key: str, value, default, cls=None):
     if not ok:
         raise GridError(f"{where}: {key} = {value!r} has type {type(value).__name__}, expected "
                         f"{type(default).__name__} (default {default!r})")
+    if isinstance(value, dict):
+        value = tuple(sorted(value.items()))
     value = tuple(value) if isinstance(default, tuple) else (float(value) if isinstance(default, float) else value)
     if cls is not None:
         try:
@@ -280,8 +284,9 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
             m_over, t_over = split_overrides(base, settings, f"{where} {section}")
             t_all = {**train_all, **t_over}
             check_training(get_model(base), t_all, eval_all, f"{where} {section}")
+            reads = reads_modalities(get_model(base), t_all)
             for scenario, (steps, levels) in scenarios.items():
-                if not can_affect(get_model(base), steps):
+                if not can_affect(get_model(base), steps, reads):
                     if (model, scenario) not in skipped:
                         skipped.append((model, scenario))
                     continue
@@ -294,6 +299,18 @@ def grid_from_dict(spec: dict, path: Path | None = None, sets: list[str] = (), p
     return Grid(name=spec.get("name") or (path.stem if path else "grid"), path=path, cells=tuple(cells),
                 description=spec.get("description", ""), skipped=tuple(skipped),
                 datasets=tuple(freeze(d) for d in spec["datasets"]))
+
+
+def reads_modalities(cls, train: dict) -> tuple:
+    """The feature modalities a run reads: its model's, and those of a negative sampler that reads
+    features (MMRNS), so a feature scenario is run for TransE trained with MMRNS."""
+    from mmkgbench.samplers import get_sampler
+    tcfg = TrainConfig(**{**cls.train_defaults, **train})
+    extra = tuple(get_sampler(tcfg.sampler).modalities) if tcfg.regime == "negative" else ()
+    own = tuple(cls.modalities)
+    if "*" in own or "*" in extra:
+        return ("*",)
+    return own + tuple(m for m in extra if m not in own)
 
 
 def check_training(cls, train: dict, evaluation: dict, where: str) -> None:
@@ -406,7 +423,7 @@ def parse_scenarios(entries: dict, where: str) -> dict[str, tuple[tuple, list[fl
     return out
 
 
-def can_affect(cls, steps) -> bool:
+def can_affect(cls, steps, reads: tuple | None = None) -> bool:
     """Whether a scenario entry can change what a model of class `cls` reads.
 
     Only the swept steps count (a fixed step is the same at every level, so it cannot shape a curve):
@@ -417,7 +434,7 @@ def can_affect(cls, steps) -> bool:
     swept = [(name, dict(options)) for name, level, options in steps if level is None and name != "clean"]
     if not swept:
         return True
-    reads = tuple(cls.modalities)
+    reads = tuple(cls.modalities) if reads is None else reads
     for name, options in swept:
         if not SCENARIOS[name].feature_only:
             return True

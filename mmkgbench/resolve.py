@@ -23,6 +23,7 @@ from mmkgbench.evaluate import EvalConfig
 from mmkgbench.grid import Cell, GridError
 from mmkgbench.protocol import BY_VERSION, get_protocol
 from mmkgbench.results import run_id_of
+from mmkgbench.samplers import SAMPLERS, get_sampler, sampler_config, sampler_modalities
 from mmkgbench.scenarios import SCENARIOS
 from mmkgbench.train import TrainConfig, resolved_fields
 
@@ -40,6 +41,8 @@ def resolve(cell: Cell, data: MMKG) -> dict:
         raise GridError(f"{cell.label()}: {err}") from None
     spec = cell.dataset_spec
     seen = model_modalities(cls, data)
+    if tcfg.regime == "negative":        # a sampler that reads features (MMRNS) makes them an input too
+        seen = seen + tuple(m for m in sampler_modalities(tcfg.sampler, data) if m not in seen)
     # The fill policy matters only to a model that reads features: leaving it out otherwise keeps
     # structure-only runs from being redone when it changes.
     inputs = {"modalities": list(seen), "fill": cell.fill} if seen else {"modalities": []}
@@ -47,7 +50,18 @@ def resolve(cell: Cell, data: MMKG) -> dict:
             "model_version": cls.version, "model_config": asdict(mcfg), "train": resolved_fields(tcfg),
             "eval": asdict(ecfg), "inputs": inputs, "reciprocal": True, "filter": protocol.filters(ecfg),
             "dataset": {"name": data.name, "spec": spec, "fingerprint": data.fingerprint()},
-            "scenario": scenario_config(cell), "seed": cell.seed}
+            "scenario": scenario_config(cell), "seed": cell.seed, **sampler_record(tcfg)}
+
+
+def sampler_record(tcfg: TrainConfig) -> dict:
+    """{"sampler": {name, version, config}} for a run whose sampler is not the uniform default (every
+    option filled in, so a changed sampler default or version is a new run id); {} otherwise, so the
+    run ids of runs stored before samplers were a registry stay valid."""
+    if tcfg.regime != "negative" or (tcfg.sampler == "uniform" and not tcfg.sampler_options):
+        return {}
+    cls = get_sampler(tcfg.sampler)
+    return {"sampler": {"name": tcfg.sampler, "version": cls.version,
+                        "config": asdict(sampler_config(tcfg.sampler, tcfg.sampler_options))}}
 
 
 def scenario_config(cell: Cell) -> dict:
@@ -139,6 +153,13 @@ def stale_reasons(config: dict) -> list[str]:
         reasons.append(f"{model} version {config.get('model_version', 'unversioned')} != current {MODELS[model].version}")
     if config.get("protocol") not in BY_VERSION:
         reasons.append(f"protocol {config.get('protocol')!r} is not one of {sorted(BY_VERSION)}")
+    sampler = config.get("sampler")
+    if sampler is not None:
+        if sampler.get("name") not in SAMPLERS:
+            reasons.append(f"sampler {sampler.get('name')!r} is not registered")
+        elif sampler.get("version") != SAMPLERS[sampler["name"]].version:
+            reasons.append(f"sampler {sampler['name']} version {sampler.get('version')} != current "
+                           f"{SAMPLERS[sampler['name']].version}")
     scenario = config.get("scenario", {})
     for step in scenario.get("steps") or [{"name": scenario.get("name"), "version": scenario.get("version")}]:
         if step.get("name") not in SCENARIOS:

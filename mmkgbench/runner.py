@@ -32,6 +32,7 @@ from mmkgbench.model import ModelInputs
 from mmkgbench.conventions import AUDIT_COLUMNS, DERIVED_NOTE, audit_records, derived_metrics
 from mmkgbench.protocol import BY_VERSION, PROTOCOLS
 from mmkgbench.ranking import KnownAnswers
+from mmkgbench.samplers import sampler_modalities
 from mmkgbench.resolve import (code_version, model_modalities, resolve, run_id_of, scoring_of, training_config,
                                training_id)
 from mmkgbench.results import ROW_COLUMNS, clean_stale, is_done, runs_dir, valid_runs, write_failure, write_run
@@ -70,18 +71,31 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def model_inputs(data: MMKG, modalities, fill: str) -> ModelInputs:
+    """What a model (or a sampler) reads of `data`: the named modalities' features with absent rows
+    filled by the run's policy, so nothing ever reads whatever a loader or scenario left there."""
+    present = {m: torch.from_numpy(np.array(data.present[m])) for m in modalities}
+    features = {m: fill_features(torch.from_numpy(np.array(data.features[m])), present[m], fill) for m in modalities}
+    return ModelInputs(num_entities=data.num_entities, num_relations=2 * data.num_relations,
+                       features=features, present=present, fill=fill)
+
+
 def build_model(cell: Cell, config: dict, data: MMKG):
     """The model of a cell on the CPU, initialised from a generator derived from the seed."""
     cls = cell.model_class
-    wanted = model_modalities(cls, data)
     fill = config["inputs"].get("fill", INPUT_DEFAULTS["fill"])
-    present = {m: torch.from_numpy(np.array(data.present[m])) for m in wanted}
-    # Absent rows are filled here, so no model ever reads whatever a loader or scenario left there.
-    features = {m: fill_features(torch.from_numpy(np.array(data.features[m])), present[m], fill) for m in wanted}
-    inputs = ModelInputs(num_entities=data.num_entities, num_relations=2 * data.num_relations,
-                         features=features, present=present, fill=fill)
+    inputs = model_inputs(data, model_modalities(cls, data), fill)
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cell.seed, 1]).generate_state(1)[0]))
     return cls(cls.Config(**config["model_config"]), inputs, gen)
+
+
+def sampler_inputs(config: dict, data: MMKG) -> ModelInputs | None:
+    """The features a run's negative sampler reads (MMRNS), or None when it reads none."""
+    tcfg = TrainConfig(**config["train"])
+    wanted = sampler_modalities(tcfg.sampler, data) if tcfg.regime == "negative" else ()
+    if not wanted:
+        return None
+    return model_inputs(data, wanted, config["inputs"].get("fill", INPUT_DEFAULTS["fill"]))
 
 
 def run_cell(cell: Cell, data: MMKG, root, *, device: torch.device, progress: bool = False) -> tuple[str, dict]:
@@ -139,7 +153,8 @@ def run_cells(cells: list[Cell], data: MMKG, root, *, device: torch.device,
                 return audit_records(ev.per_query, epoch, ecfg.hits_at)
         result = train(model, perturbed.train, R, perturbed.num_entities, tcfg, valid_triples=triples[protocol.watched],
                        known_valid=known[protocol.watched], eval_cfg=ecfg, device=device, seed=lead.seed,
-                       progress=progress, desc=lead.label(), watched=protocol.watched, audit=audit)
+                       progress=progress, desc=lead.label(), watched=protocol.watched, audit=audit,
+                       sampler_inputs=sampler_inputs(lead_config, perturbed))
         # What the model says about itself (MoMoK: expert gates per relation), on the training split.
         extra = model.interpretation(torch.from_numpy(np.array(perturbed.train)).to(device))
         _name_relations(extra, perturbed)

@@ -54,6 +54,7 @@ from mmkgbench.evaluate import EvalConfig, evaluate
 from mmkgbench.layers import kvsall_cross_entropy
 from mmkgbench.ranges import check_config
 from mmkgbench.ranking import KnownAnswers
+from mmkgbench.samplers import build_sampler, sampler_config
 
 REGIMES = ("kvsall", "negative")
 CORRUPTIONS = ("uniform", "bern")
@@ -89,11 +90,15 @@ class TrainConfig:
     # it sets only the CPU side's threads.
     threads: int = 2
     corruption: str = "uniform"           # negative: "uniform" (50/50 head/tail) | "bern" (Wang et al. 2014)
+    # negative: a key of mmkgbench.samplers.SAMPLERS, and its settings as (key, value) pairs (a grid
+    # writes a table: sampler_options = { filter = true }); both part of the run id.
+    sampler: str = "uniform"
+    sampler_options: tuple = ()
 
     # Fields added after runs were stored, with the value every earlier run implicitly had. At that
     # value a field is left out of the run's config (`resolved_fields`), so the run ids of stored runs
     # stay valid; any other value is recorded and makes a new run id (tests/test_train.py).
-    LATER_FIELDS: ClassVar[dict] = {"corruption": "uniform"}
+    LATER_FIELDS: ClassVar[dict] = {"corruption": "uniform", "sampler": "uniform", "sampler_options": ()}
 
     ranges: ClassVar[dict] = {
         "regime": REGIMES, "lr": "(0, inf)", "optimizer": OPTIMIZERS, "weight_decay": "[0, inf)",
@@ -101,10 +106,31 @@ class TrainConfig:
         "num_negatives": "[1, inf)", "loss": LOSSES, "margin": "[0, inf)", "adversarial_temperature": "[0, inf)",
         "eval_every": "[0, inf)", "patience": "[1, inf)", "min_delta": "[0, inf)",
         "selection_metric": None,         # "mrr", "mr" or "hits@k": checked below
-        "amp": None, "threads": "[1, 1024]", "corruption": CORRUPTIONS}
+        "amp": None, "threads": "[1, 1024]", "corruption": CORRUPTIONS,
+        "sampler": None, "sampler_options": None}      # checked against the sampler registry below
 
     def __post_init__(self):
+        options = self.sampler_options
+        if isinstance(options, dict):
+            options = options.items()
+        try:
+            options = tuple(sorted((str(k), v) for k, v in options))
+        except (TypeError, ValueError):
+            raise ValueError(f"TrainConfig: sampler_options must be a table of sampler settings, e.g. "
+                             f"{{ filter = true }}; got {self.sampler_options!r}") from None
+        object.__setattr__(self, "sampler_options", options)   # one canonical form: sorted pairs
         check_config(self)             # each field against its rule in `ranges` (mmkgbench.ranges)
+        try:
+            sampler_config(self.sampler, options)
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"TrainConfig: {err.args[0] if err.args else err}") from None
+        if self.regime == "kvsall" and (self.sampler != "uniform" or options):
+            raise ValueError(f"TrainConfig: sampler {self.sampler!r} draws negatives, which the 'kvsall' regime does "
+                             f"not use (it scores all entities); set regime = 'negative'")
+        if self.sampler == "self_adversarial" and self.adversarial_temperature > 0:
+            raise ValueError("TrainConfig: sampler 'self_adversarial' weighs the negatives with its own temperature "
+                             "(sampler_options = { temperature = ... }); set adversarial_temperature = 0, or keep "
+                             "the 'uniform' sampler with adversarial_temperature = alpha, which trains the same")
         if self.regime == "negative" and self.loss == "ce":
             raise ValueError("TrainConfig: loss 'ce' (softmax over all entities) needs regime 'kvsall'; "
                              "the negative regime takes 'softplus' or 'margin'")
@@ -163,21 +189,22 @@ def kvsall_batch_loss(model, q: torch.Tensor, answers: KnownAnswers, cfg: TrainC
     return loss + model.penalty(e, r, cols)
 
 
-def _negative_loss(model, hrt: torch.Tensor, negatives: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+def _negative_loss(model, hrt: torch.Tensor, negatives: torch.Tensor, cfg: TrainConfig, sampler) -> torch.Tensor:
     h, r, t = hrt[:, 0], hrt[:, 1], hrt[:, 2]
-    pos, neg = model.negative_scores(h, r, t, negatives)         # (B,), (B, k)
+    pos, neg = sampler.negative_scores(model, h, r, t, negatives)         # (B,), (B, k)
     pos, neg = pos.float(), neg.float()
     if cfg.adversarial_temperature > 0:
         w = torch.softmax(cfg.adversarial_temperature * neg.detach(), dim=1)
     else:
         w = torch.full_like(neg, 1.0 / neg.shape[1])
-    reweight = getattr(model, "negative_weights", None)
-    if reweight is not None:     # a model that weighs its negatives itself (MoCME's entropy types)
-        w = reweight(neg.detach(), w)
+    w = sampler.weights(neg.detach(), w)       # the sampler's say (EGNS's entropy types, ...)
+    extra = sampler.loss(hrt, negatives, w.detach())  # a sampler trained with the model (MMRNS)
     if cfg.loss == "softplus":
         loss = 0.5 * (F.softplus(-pos).mean() + (w * F.softplus(neg)).sum(1).mean())
     else:
         loss = (w * F.relu(cfg.margin - pos[:, None] + neg)).sum(1).mean()
+    if extra is not None:
+        loss = loss + extra
     return loss + model.penalty(h, r, torch.cat([t[:, None], negatives], 1))
 
 
@@ -187,6 +214,15 @@ def _optimizer(model, cfg: TrainConfig):
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _sampler_optimizer(sampler, cfg: TrainConfig):
+    """A sampler's own parameters (MMRNS's attention) get their own Adam, at the sampler's `lr`
+    option where it has one, else the run's lr; None when it has none."""
+    params = [p for p in sampler.parameters() if p.requires_grad] if sampler is not None else []
+    if not params:
+        return None
+    return torch.optim.Adam(params, lr=getattr(sampler.cfg, "lr", None) or cfg.lr)
 
 
 def _auxiliary_optimizer(model, cfg: TrainConfig):
@@ -203,7 +239,8 @@ def _auxiliary_optimizer(model, cfg: TrainConfig):
 def train(model, train_triples: np.ndarray, num_relations: int, num_entities: int, cfg: TrainConfig, *,
           valid_triples: np.ndarray | None = None, known_valid: KnownAnswers | None = None,
           eval_cfg: EvalConfig = EvalConfig(), device: torch.device | str = "cpu", seed: int = 0,
-          progress: bool = False, desc: str = "", watched: str = "valid", audit=None) -> TrainResult:
+          progress: bool = False, desc: str = "", watched: str = "valid", audit=None,
+          sampler_inputs=None) -> TrainResult:
     """Train `model` (already on `device`) on train triples (n, 3) and restore the best checkpoint.
 
     num_relations: R of the data (the model was built with 2R). known_valid: the filter for
@@ -214,7 +251,8 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
     decision of that evaluation, returning a list of records (dicts) that are collected in
     `TrainResult.audit`. The loop never reads them: they cannot influence selection, early stopping or
     the restored checkpoint (the audit protocol ranks test this way; tests/test_protocol_audit.py).
-    All sampling draws from a CPU generator seeded with `seed`; dropout draws from torch's global
+    sampler_inputs: the run's features (mmkgbench.model.ModelInputs) for a sampler that reads them
+    (MMRNS); mmkgbench.runner passes them. All sampling draws from a CPU generator seeded with `seed`; dropout draws from torch's global
     RNG, which the caller seeds and scopes (mmkgbench.runner does).
     """
     device = torch.device(device)
@@ -227,9 +265,15 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
         n_steps = math.ceil(len(queries) / cfg.batch_size)
     else:
         n_steps = math.ceil(len(triples) / cfg.batch_size)
+    sampler = None
+    if cfg.regime == "negative":
+        sampler = build_sampler(cfg.sampler, cfg.sampler_options, train_triples, num_relations, num_entities,
+                                cfg.num_negatives)
+        sampler.bind(model, sampler_inputs, seed)
     p_head = head_corruption_probability(train_triples, num_relations) \
-        if cfg.regime == "negative" and cfg.corruption == "bern" else None
+        if sampler is not None and bernoulli_orientation(cfg, sampler) else None
     optimizer = _optimizer(model, cfg)
+    sampler_optimizer = _sampler_optimizer(sampler, cfg)
     aux_optimizer = _auxiliary_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     autocast = cfg.amp and device.type == "cuda"
@@ -243,22 +287,28 @@ def train(model, train_triples: np.ndarray, num_relations: int, num_entities: in
     epoch = 0
     for epoch in range(1, cfg.max_epochs + 1):
         total, count, aux_total = torch.zeros((), device=device), 0, torch.zeros((), device=device)
+        if sampler is not None:
+            sampler.begin_epoch(epoch, cfg.max_epochs)
         if cfg.regime == "kvsall":
             batches = (q.to(device) for q in _kvsall_batches(queries, gen, cfg.batch_size))
         else:
-            batches = negative_batches(triples, num_relations, num_entities, cfg, gen, device, p_head)
+            batches = negative_batches(triples, num_relations, num_entities, cfg, gen, device, p_head, sampler)
         for step, batch in enumerate(batches):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 if cfg.regime == "kvsall":
                     loss = kvsall_batch_loss(model, batch, answers, cfg)
                 else:
-                    loss = _negative_loss(model, batch[0], batch[1], cfg)
+                    loss = _negative_loss(model, batch[0], batch[1], cfg, sampler)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"{desc or 'run'}: loss became {float(loss.detach())} at epoch {epoch}, "
                                        f"step {step + 1}/{n_steps}; lower lr or check the data")
             optimizer.zero_grad(set_to_none=True)
+            if sampler_optimizer is not None:       # the sampler learns from the same backward (MMRNS)
+                sampler_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if sampler_optimizer is not None:
+                sampler_optimizer.step()
             if aux_optimizer is not None:
                 # Alternation, as in MoMoK's train.py: after the model step, the auxiliary estimator
                 # takes one step on its own objective, computed from detached model outputs.
@@ -337,15 +387,22 @@ def head_corruption_probability(triples, R: int) -> torch.Tensor:
     return torch.from_numpy(p)
 
 
+def bernoulli_orientation(cfg: TrainConfig, sampler=None) -> bool:
+    """Whether positives are oriented by the Bernoulli rule: the run's `corruption`, or a sampler that
+    imposes it (`sampler = "bernoulli"`)."""
+    return cfg.corruption == "bern" or getattr(sampler, "orientation", None) == "bern"
+
+
 def negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, gen: torch.Generator, device,
-                     p_head: torch.Tensor | None = None):
+                     p_head: torch.Tensor | None = None, sampler=None):
     """Shuffled positives, each oriented (reciprocal = head corruption) at random, 50/50 or by the
-    Bernoulli rule (`cfg.corruption`), with uniform negative tails. p_head: the rule's (R,)
-    probabilities (`head_corruption_probability`), computed here when not given; `train` computes
-    them once per run, not once per epoch."""
+    Bernoulli rule (`bernoulli_orientation`), with negative tails from `sampler` (a
+    mmkgbench.samplers sampler; None: uniform tails). p_head: the rule's (R,) probabilities
+    (`head_corruption_probability`), computed here when not given; `train` computes them once per
+    run, not once per epoch. Yields (positives (B, 3), negatives (B, k)) on `device`."""
     n = len(triples)
     perm = torch.randperm(n, generator=gen)
-    if cfg.corruption == "bern":
+    if bernoulli_orientation(cfg, sampler):
         if p_head is None:
             p_head = head_corruption_probability(triples.numpy(), R)
         p_head = p_head[triples[:, 1]]
@@ -357,7 +414,10 @@ def negative_batches(triples: torch.Tensor, R: int, E: int, cfg: TrainConfig, ge
         b = triples[idx].clone()
         f = flip[idx]
         b[f] = torch.stack([b[f, 2], b[f, 1] + R, b[f, 0]], 1)
-        neg = torch.randint(E, (len(b), cfg.num_negatives), generator=gen)
+        if sampler is None:
+            neg = torch.randint(E, (len(b), cfg.num_negatives), generator=gen)
+        else:
+            neg = sampler.draw(b, gen)
         yield b.to(device), neg.to(device)
 
 

@@ -43,7 +43,7 @@ def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed:
 
     from mmkgbench.datasets import load_dataset
     from mmkgbench.ranking import KnownAnswers
-    from mmkgbench.runner import build_model
+    from mmkgbench.runner import build_model, sampler_inputs
     from mmkgbench.grid import grid_from_dict
     from mmkgbench.resolve import resolve
     from mmkgbench.train import TrainConfig
@@ -56,7 +56,7 @@ def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed:
     torch.manual_seed(seed)
     net = build_model(cell, config, data)
     result = fit(net, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
-                 valid_triples=data.valid, known_valid=known, seed=seed)
+                 valid_triples=data.valid, known_valid=known, seed=seed, sampler_inputs=sampler_inputs(config, data))
     return result.best_valid["mrr"]
 
 

@@ -118,24 +118,6 @@ def test_batch_level_weights_come_from_the_estimates(tiny):
     assert wb[0, 2] > wb[0, 0] and torch.isclose(wb[0, 0], wb[0, 1])
 
 
-def test_entropy_types_of_hand_made_probabilities(tiny):
-    model = build(tiny)
-    p = torch.tensor([0.01, 0.5, 0.15, 0.99, 0.3, 0.02, 0.9])
-    # H/ln2:     0.08  1.0   0.61  0.08  0.88  0.14  0.47
-    assert model.entropy_types(torch.logit(p)).tolist() == [0, 2, 1, 1, 2, 0, 1]
-
-
-def test_egns_weights(tiny):
-    model = build(tiny)
-    neg = torch.logit(torch.tensor([[0.01, 0.15, 0.5], [0.5, 0.5, 0.5]]))
-    base = torch.full((2, 3), 1 / 3)
-    w = model.negative_weights(neg, base)
-    torch.testing.assert_close(w.sum(1), torch.ones(2))
-    torch.testing.assert_close(w[0], torch.tensor([0.5, 1.0, 2.0]) / 3.5)
-    torch.testing.assert_close(w[1], base[1])
-    assert torch.equal(build(tiny, egns=False).negative_weights(neg, base), base)
-
-
 def _param_names(model):
     return {n for n, _ in model.named_parameters()}, {n for n, _ in model.named_buffers()}
 
@@ -146,7 +128,6 @@ def test_each_switch_removes_exactly_its_part(tiny):
     assert full_p - mean_p == {n for n in full_p if n.startswith(("t_view.", "t_modality."))} != set()
     assert mean_p < full_p and full_b - mean_b == {"mi_ema", "log_z", "steps"}
     assert build(tiny, fusion="mean").auxiliary_parameters() == []
-    assert _param_names(build(tiny, egns=False)) == (full_p, full_b)
     assert _param_names(build(tiny, mi_weights="entity")) == (full_p, full_b)
     for k in (1, 2, 5):
         model = build(tiny, num_experts=k)

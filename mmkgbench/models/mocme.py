@@ -25,9 +25,9 @@ Our readings [choice, methods.md §2.3]:
   batch-level MI), `"entity"` uses each entity's pointwise MI T(a_i, b_i) - log Z, with log Z the EMA
   of the estimator's normaliser. Either way an entity's vector depends only on the parameters and
   buffers, never on which other entities share its batch;
-* EGNS: p = sigmoid(f(neg)), H = binary entropy / ln 2 in [0, 1]; easy when H < δ1 and p < 0.5,
-  hard when H > δ2, ambiguous otherwise (confident "negatives", maybe false ones, included); the
-  loop's self-adversarial weights are multiplied by λ of the type and renormalised per positive;
+* EGNS is the sampler `egns` of the registry (mmkgbench/samplers/egns.py), MoCME's default
+  (`train_defaults["sampler"]`); its thresholds and weights are that sampler's options, and the
+  ablation w/o EGNS is `sampler = "uniform"`;
 * L2 regulariser (1e-5) on the trainable rows a positive triple uses (structure rows of h and t, the
   relation's phases).
 """
@@ -64,24 +64,15 @@ class MoCMEConfig:
     mi_decay: float = 0.99            # EMA of the MI estimates behind the weights [choice]
     mine_hidden: int = 256            # h of the statistics networks [choice]
     mine_rate: float = 0.01           # MINE's moving average of the normaliser [choice, MINE paper]
-    egns: bool = True                 # ablation w/o EGNS: every type weighs 1 (self-adversarial only)
-    delta1: float = 0.2               # entropy below: easy (if p < 0.5) [paper]
-    delta2: float = 0.8               # entropy above: hard [paper]
-    lambda_easy: float = 0.5          # [choice; paper: easy < ambiguous < hard]
-    lambda_ambiguous: float = 1.0
-    lambda_hard: float = 2.0
     reg: float = 1e-5                 # L2 on the batch's trainable rows [choice, NativE]
 
     ranges: ClassVar[dict] = {
         "dim": "[1, inf)", "num_experts": "[0, inf)", "gamma": "(0, inf)", "epsilon": "[0, inf)",
         "fusion": FUSIONS, "mi_weights": MI_WEIGHTS, "tau": "(0, inf)", "mi_decay": "[0, 1)",
-        "mine_hidden": "[1, inf)", "mine_rate": "(0, 1]", "egns": None, "delta1": "[0, 1]", "delta2": "[0, 1]",
-        "lambda_easy": "(0, inf)", "lambda_ambiguous": "(0, inf)", "lambda_hard": "(0, inf)", "reg": "[0, inf)"}
+        "mine_hidden": "[1, inf)", "mine_rate": "(0, 1]", "reg": "[0, inf)"}
 
     def __post_init__(self):
         check_config(self)             # each field against its rule in `ranges` (mmkgbench.ranges)
-        if self.delta1 > self.delta2:
-            raise ValueError(f"MoCMEConfig: need delta1 <= delta2, got {self.delta1} > {self.delta2}")
 
 
 class Experts(nn.Module):
@@ -121,8 +112,11 @@ class MoCME(KGEModel):
 
     Config = MoCMEConfig
     modalities = ("*",)
-    train_defaults = {**NEGATIVE_SAMPLING_DEFAULTS, "max_epochs": 1000}
-    version = 1                   # bump when a change alters this model's numbers (part of the run id)
+    # EGNS, the paper's sampler, from the sampler registry (its numbers unchanged by the move: tests/test_samplers.py)
+    train_defaults = {**NEGATIVE_SAMPLING_DEFAULTS, "max_epochs": 1000, "sampler": "egns"}
+    # bump when a change alters this model's numbers (part of the run id); 2: EGNS's settings left the
+    # model config for the sampler's (same numbers, a new config, so stored v1 runs show as stale)
+    version = 2
 
     def __init__(self, cfg: MoCMEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
@@ -276,25 +270,6 @@ class MoCME(KGEModel):
         pos = self.cfg.gamma - self._distance(q, ent[inv[B:2 * B]])
         neg = self.cfg.gamma - self._distance(q[:, None], ent[inv[2 * B:]].view(B, -1, ent.shape[1]))
         return pos, neg
-
-    # -- EGNS -------------------------------------------------------------------------------------
-    def entropy_types(self, neg: Tensor) -> Tensor:
-        """Type of each negative from its score (any shape): 0 easy, 1 ambiguous, 2 hard (int64)."""
-        p = torch.sigmoid(neg.float())
-        h = -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p)) / math.log(2.0)      # binary entropy in [0, 1]
-        types = torch.ones_like(p, dtype=torch.long)
-        types[(h < self.cfg.delta1) & (p < 0.5)] = 0
-        types[h > self.cfg.delta2] = 2
-        return types
-
-    def negative_weights(self, neg: Tensor, w: Tensor) -> Tensor:
-        """EGNS: the loop's weights w (B, k) times lambda of each negative's type, rows renormalised."""
-        if not self.cfg.egns:
-            return w
-        lam = torch.tensor([self.cfg.lambda_easy, self.cfg.lambda_ambiguous, self.cfg.lambda_hard],
-                           device=w.device, dtype=w.dtype)
-        out = w * lam[self.entropy_types(neg)]
-        return out / out.sum(1, keepdim=True)
 
     def penalty(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         if self.cfg.reg <= 0:
