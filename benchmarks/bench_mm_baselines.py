@@ -12,7 +12,10 @@ negatives each, Bernoulli corruption, the self-adversarial sigmoid loss (alpha 2
 AdaMF and NativE add their generator step (the training loop's auxiliary hook) to every batch. The
 1-N models (TuckER, IMF, MoSE, OTKGE) train KvsAll as they do by default, batches of 1024 (e, r)
 queries with their own loss and optimiser, lr 1e-4, and are compared with TuckER (d 250 too).
-`otkge@warm` is OTKGE with `warm_start = true`.
+`otkge@warm` is OTKGE with `warm_start = true`. `MODEL+SAMPLER` (e.g. `transe+mmrns`, `ikrl+mans`)
+trains the model with that negative sampler of mmkgbench.samplers at its defaults (MMRNS with its
+1500-candidate pool, reading the same random image and text features); `--options` sets a sampler's
+options as JSON, e.g. '{"pool": 256}'.
 
 Each measurement is a fresh process (`--one NAME`) that builds the model and times `--steps`
 batches of the harness's own loop (mmkgbench.train.train on the first (steps + 1) x 1024 train
@@ -20,7 +23,8 @@ triples, the first batch as warm-up); it prints seconds per batch, the epoch the
 batches of DB15K's 79,222 train triples; projected, not a timed epoch) and the process's peak
 resident memory (ru_maxrss: data, features and model included). The driver runs the models in
 rounds, A B C ... A B C ..., so load on a shared machine falls on all of them alike, and reports the
-min and median over rounds and each model's ratio to TransE.
+min and median over rounds and each model's ratio to TransE (a MODEL+SAMPLER name: to MODEL, when
+it is measured in the same run).
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ KVSALL = dict(regime="kvsall", lr=1e-4, batch_size=1024, eval_every=0, max_epoch
 SIZES = {"tucker": {"entity_dim": 250, "relation_dim": 250}, "imf": {"dim": 250, "relation_dim": 250}}
 
 
-def one(name: str, steps: int) -> dict:
+def one(name: str, steps: int, options: dict | None = None) -> dict:
     import numpy as np
     import torch
 
@@ -58,6 +62,8 @@ def one(name: str, steps: int) -> dict:
 
     data, source = db15k()
     E = data.num_entities
+    label = name
+    name, _, sampler = name.partition("+")       # "transe+mmrns": TransE trained with the MMRNS sampler
     name, _, variant = name.partition("@")       # "otkge@warm": OTKGE with warm-started Sinkhorn
     cls = get_model(name)
     rng = np.random.default_rng(0)
@@ -69,19 +75,21 @@ def one(name: str, steps: int) -> dict:
     extra = {"warm_start": True} if variant == "warm" else {}
     model = cls(cls.Config(**SIZES.get(name, {"dim": 250}), **extra), inputs, torch.Generator().manual_seed(0))
     kvsall = cls.train_defaults.get("regime", "kvsall") == "kvsall"
-    cfg = TrainConfig(**{**cls.train_defaults, **(KVSALL if kvsall else TRAIN)})
+    cfg = TrainConfig(**{**cls.train_defaults, **(KVSALL if kvsall else TRAIN),
+                         **({"sampler": sampler, "sampler_options": options or {}} if sampler else {})})
+    samples = ModelInputs(E, 2 * data.num_relations, feats, {m: torch.ones(E, dtype=torch.bool) for m in feats}, "zeros")
     batch = cfg.batch_size
 
     def batches(triples):      # KvsAll: one batch per 1024 distinct (e, r) queries, reciprocals included
         return math.ceil((len(KnownAnswers(triples, data.num_relations).keys) if kvsall else len(triples)) / batch)
     # KvsAll batches hold queries: about 2 per triple, so half as many triples make `steps` batches
     span = batch // 2 if kvsall else batch
-    warm = train(model, data.train[:span], data.num_relations, E, cfg, seed=0)        # warm-up
+    warm = train(model, data.train[:span], data.num_relations, E, cfg, seed=0, sampler_inputs=samples)   # warm-up
     timed = data.train[span:span * (steps + 1)]
-    res = train(model, timed, data.num_relations, E, cfg, seed=1)
+    res = train(model, timed, data.num_relations, E, cfg, seed=1, sampler_inputs=samples)
     per_batch = res.seconds / batches(timed)
     n_batches = batches(data.train)
-    return {"model": name + (f"@{variant}" if variant else ""), "per_batch_s": per_batch, "epoch_s_projected": per_batch * n_batches,
+    return {"model": label, "per_batch_s": per_batch, "epoch_s_projected": per_batch * n_batches,
             "batches_per_epoch": n_batches, "warmup_s": warm.seconds, "source": source,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
             "threads": torch.get_num_threads()}
@@ -92,17 +100,19 @@ def main(argv=None):
     p.add_argument("--models", nargs="+", default=MODELS)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--options", default="{}", help="a sampler's options as JSON, for MODEL+SAMPLER names")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(one(args.one, args.steps)), flush=True)
+        print(json.dumps(one(args.one, args.steps, json.loads(args.options))), flush=True)
         return
     from benchmarks.common import machine
     print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
     got: dict[str, list[dict]] = {m: [] for m in args.models}
     for r in range(args.rounds):
         for name in args.models:
-            out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
+            out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps),
+                                  "--options", args.options],
                                  capture_output=True, text=True, check=True)
             rec = json.loads(out.stdout.strip().splitlines()[-1])
             got[name].append(rec)
@@ -116,8 +126,10 @@ def main(argv=None):
     for name, recs in got.items():
         t = [x["per_batch_s"] for x in recs]
         ratio = ""
-        one_to_n = get_model(name.partition("@")[0]).train_defaults.get("regime", "kvsall") == "kvsall"
+        one_to_n = get_model(name.partition("+")[0].partition("@")[0]).train_defaults.get("regime", "kvsall") == "kvsall"
         base = got.get("tucker" if one_to_n else "transe")
+        if "+" in name and name.partition("+")[0] in got:      # a sampler: against its model's uniform sampler
+            base = got[name.partition("+")[0]]
         if base:
             rs = [a["per_batch_s"] / b["per_batch_s"] for a, b in zip(recs, base)]   # same round: interleaved pairs
             ratio = f"{min(rs):.2f} / {statistics.median(rs):.2f}"

@@ -124,8 +124,9 @@ class KGEModel(nn.Module):
 
     # Optional hooks (mmkgbench.train):
     #   kvsall_loss(e, r, y) -> scalar: the model's own KvsAll objective, y the smoothed (B, E) target.
-    #   negative_weights(neg, w) -> (B, k): reweighs the loop's weights w of the negatives, whose
-    #   detached scores are neg; rows must sum to 1 (MoCME's entropy-guided types).
+    #   mixed_tail_scores(h, r, t_structure, t_modality) -> (scores, intra, cross): tails that take their
+    #   structural vector from one entity and their modality vectors from another (MANS's visual
+    #   negatives; mmkgbench/samplers/mans.py). Negative sampling itself is mmkgbench.samplers'.
     #   auxiliary_parameters() / auxiliary_loss(e, r, t): an estimator (MoMoK's CLUB network) or a
     #   generator (AdaMF's MAT) trained by its own optimiser, one step after each model step (a None
     #   loss skips the step); auxiliary_lr() its learning rate (None: the run's).

@@ -16,8 +16,11 @@ Regimes (a model declares its default in `train_defaults["regime"]`; a run may o
   Bernoulli rule: the head is replaced (the reciprocal orientation chosen) with probability
   tph_r / (tph_r + hpt_r), tph_r the mean number of tails per head of relation r in train and hpt_r
   the mean number of heads per tail, so 1-to-N relations get their heads corrupted, where a random
-  tail would too often be a true answer. `num_negatives` tails are drawn uniformly per positive,
-  not filtered against train (NATIVE's sampler filters; README "Training differences"). Losses:
+  tail would too often be a true answer. `num_negatives` tails per positive come from the run's
+  negative sampler (`sampler`, a key of mmkgbench.samplers.SAMPLERS, with `sampler_options`): by
+  default uniform, not filtered against train (NATIVE's sampler filters; README "Training
+  differences"); a sampler may also reweigh the negatives, change how they are scored (MANS) or
+  add a term of its own to the loss, with parameters the loop steps by their own Adam (MMRNS). Losses:
   "softplus": -log s(f+) - sum_i w_i log s(-f-_i), halved (NativE/RotatE form);
   "margin":   sum_i w_i max(0, margin - f+ + f-_i).
   w = softmax(alpha f-) (detached, self-adversarial; Sun et al. 2019), uniform when alpha = 0.
@@ -25,8 +28,7 @@ Regimes (a model declares its default in `train_defaults["regime"]`; a run may o
 Models with an objective of their own: `kvsall_loss(e, r, y)` replaces the BCE on `score_t` (y is
 the smoothed (B, E) target); `negative_scores(h, r, t, negatives)` gives the positive and negative
 scores in one call (the default calls `score_hrt` twice; a model whose entity vectors are costly
-computes them once); `negative_weights(neg, w)` reweighs the (self-adversarial or uniform) weights
-of the negatives, rows summing to 1; and `auxiliary_parameters()` / `auxiliary_loss(e, r, t)` declare
+computes them once); and `auxiliary_parameters()` / `auxiliary_loss(e, r, t)` declare
 an estimator (or a generator: AdaMF's MAT) trained by its own optimiser in alternation with the model
 (one step each per batch; t is the positives' tails in the negative regime, None under KvsAll), at
 the model's `auxiliary_lr()` where it names one, else the run's lr.

@@ -359,3 +359,12 @@ def test_grid_errors_name_the_sampler_problem():
         grid_from_dict({**base, "train": {"sampler": "hardest"}})
     with pytest.raises(GridError, match="kvsall"):
         grid_from_dict({**base, "models": ["tucker"], "train": {"sampler": "egns"}})
+
+
+def test_a_feature_scenario_changes_mmrns_negatives(tiny):
+    from mmkgbench.scenarios import apply_steps
+    noisy = apply_steps(tiny, [("noisy", 0.8, {})], seed=0)
+    hrt = oriented(tiny)
+    clean_neg = ready("mmrns", tiny)[0].draw(hrt, torch.Generator().manual_seed(0))
+    noisy_neg = ready("mmrns", noisy)[0].draw(hrt, torch.Generator().manual_seed(0))
+    assert not torch.equal(clean_neg, noisy_neg)

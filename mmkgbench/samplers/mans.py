@@ -5,7 +5,7 @@ negative carries. A *visual negative* of (h, r, t) keeps the true tail's structu
 takes the corrupted entity t' 's image vector i_t', so the model learns to tell an entity's own image
 from another's, which aligns the two spaces (the paper's motivation). With MMTransE's energy
 D = T(s_h, r, s_t) + T(i_h, r, i_t) + T(i_h, r, s_t) + T(s_h, r, i_t), a visual negative changes only
-the terms that read i_t. Variants (README of zjukg/MANS; docs/reference/vista-mans-mmrns.md):
+the terms that read i_t. Variants (README of zjukg/MANS; docs/reference/mans-mmrns.md):
 
 * "visual" (MANS-V): every negative is a visual negative;
 * "two_stage" (MANS-T): visual negatives for the first `stage` share of the epochs, then ordinary

@@ -1,5 +1,5 @@
 """MMRNS: relation-enhanced negative sampling (Xu et al., ACM MM 2022; quqxui/MMRNS `KCA_model.py`,
-`run_gumbel.py`; docs/reference/vista-mans-mmrns.md).
+`run_gumbel.py`; docs/reference/mans-mmrns.md).
 
 For each batch a pool P of `pool` candidate entities (uniform without replacement, shared by the
 batch, 1500 in the code) is scored against each positive's true answer t by a knowledge-guided
