@@ -238,6 +238,11 @@ def cmd_list(args) -> int:
         cfg = ", ".join(f"{f.name}={f.default!r}" for f in fields(cls.Config))
         regime = cls.train_defaults.get("regime", "kvsall")
         print(f"  {key:<10} {cls.__name__:<9} [{regime}] {MODEL_INFO[key].citation}\n             {cfg}")
+    from mmkgbench.samplers import SAMPLERS
+    print("negative samplers ([train] sampler = KEY, sampler_options = { ... }):")
+    for key, scls in SAMPLERS.items():
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in fields(scls.Config))
+        print(f"  {key:<16} v{scls.version}  {scls.reference}\n                   options: {opts}")
     print("scenarios (level = " + "; ".join(f"{k}: {sc.level_label}" for k, sc in SCENARIOS.items() if k != "clean")
           + "):")
     for key, sc in SCENARIOS.items():
@@ -316,7 +321,7 @@ def main(argv=None) -> int:
     p_rep.add_argument("--protocol", default=None, choices=list(PROTOCOLS),
                        help="with --grid: the protocol the grid was run under (default: the grid's)")
     p_rep.add_argument("--split", default="test", choices=["test", "valid"])
-    sub.add_parser("list", help="registered models, scenarios, data sets and grids")
+    sub.add_parser("list", help="registered models, samplers, scenarios, data sets and grids")
     p_prune = sub.add_parser("prune", help="move stored runs of other model/scenario/protocol versions aside")
     p_prune.add_argument("--stale", action="store_true", help="runs whose versions are not the current code's "
                                                                 "go to results/stale/")

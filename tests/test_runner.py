@@ -194,6 +194,10 @@ def test_cli_list_and_errors(capsys, tmp_path):
     out = capsys.readouterr().out
     for name in MODELS:
         assert name in out
+    from mmkgbench.samplers import SAMPLERS
+    for name in SAMPLERS:                    # the sampler registry with each sampler's options
+        assert f"\n  {name} " in out
+    assert "pool=1500" in out
     assert "default" in out and "smoke" in out
     assert "momok-main       21 rows (248 published, 4 not reported)" in out
     assert "mocme-main       1 rows (15 not yet obtained)" in out
