@@ -35,6 +35,7 @@ MODEL_INFO: dict[str, ModelInfo] = {
     "imf": ModelInfo("IMF", "Li et al. 2023 (WWW); as HestiaSky/IMF-Pytorch, TuckER decisions shared with MoMoK"),
     "adamf": ModelInfo("AdaMF", "Zhang et al. 2024 (COLING); as zjukg/AdaMF-MAT AdvMixRotatE, with MAT"),
     "native": ModelInfo("NativE", "Zhang et al. 2024 (SIGIR); as zjukg/NATIVE AdvRelRotatE, WGAN-style training"),
+    "vista": ModelInfo("VISTA", "Lee et al. 2023 (Findings of EMNLP); as bdi-lab/VISTA, reciprocal relations, k = 1"),
     "momok": ModelInfo("MoMoK", "Zhang et al. 2025 (ICLR), arXiv:2405.16869; code zjukg/MoMoK"),
     "mocme": ModelInfo("MoCME", "Li 2025, arXiv:2507.20620 (no public code; methods.md §2.3 readings)"),
 }

@@ -35,9 +35,11 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed: int = 0) -> float:
+def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed: int = 0,
+                   scenario: tuple | None = None) -> float:
     """Train one registered model through the harness (build, seed, select on valid) and return the
-    best validation MRR: the shared body of the learning tests."""
+    best validation MRR: the shared body of the learning tests. scenario: (name, level) applied to the
+    data first (e.g. ("missing", 1.0): no entity has features), with the run's seed."""
     import numpy as np
     import torch
 
@@ -49,6 +51,9 @@ def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed:
     from mmkgbench.train import TrainConfig
     from mmkgbench.train import train as fit
     data = load_dataset(dataset)
+    if scenario is not None:
+        from mmkgbench.scenarios import apply_steps
+        data = apply_steps(data, [(scenario[0], scenario[1], {})], seed)
     known = KnownAnswers(np.concatenate([data.train, data.valid]), data.num_relations)
     cell = grid_from_dict({"models": [model], "datasets": [dataset], "seeds": [seed], "train": train,
                            "overrides": {model: overrides}}).cells[0]

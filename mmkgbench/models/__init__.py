@@ -22,6 +22,7 @@ from baselines.transe import TransE
 from baselines.transae import TransAE
 from baselines.tucker import TuckER
 from baselines.vbkgc import VBKGC
+from baselines.vista import VISTA
 from mmkgbench.model import KGEModel, ModelInputs
 from mmkgbench.models.mocme import MoCME
 from mmkgbench.models.momok import MoMoK
@@ -46,6 +47,7 @@ MODELS: dict[str, type[KGEModel]] = {
     "imf": IMF,
     "adamf": AdaMF,
     "native": NativE,
+    "vista": VISTA,
     "momok": MoMoK,
     "mocme": MoCME,
 }
