@@ -12,6 +12,7 @@ from mmkgbench.evaluate import EvalConfig
 from mmkgbench.grid import GridError, grid_from_dict, load_grid
 from mmkgbench.models import MODELS
 from mmkgbench.ranges import parse_interval, violation
+from mmkgbench.samplers import SAMPLERS
 from mmkgbench.resolve import resolve, run_id_of
 from mmkgbench.results import runs_dir
 from mmkgbench.runner import GridPlan, run_grid
@@ -94,6 +95,7 @@ def test_a_missing_feature_file_is_named_before_training(tmp_path):
 
 
 CONFIGS = {**{f"{name}.Config": cls.Config for name, cls in MODELS.items()},
+           **{f"sampler {name}.Config": cls.Config for name, cls in SAMPLERS.items()},
            "TrainConfig": TrainConfig, "EvalConfig": EvalConfig}
 
 
