@@ -128,7 +128,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: {err.args[0] if err.args else err}") from None
         if self.regime == "kvsall" and (self.sampler != "uniform" or options):
             raise ValueError(f"TrainConfig: sampler {self.sampler!r} draws negatives, which the 'kvsall' regime does "
-                             f"not use (it scores all entities); set regime = 'negative'")
+                             f"not use (it scores all entities); set regime = 'negative', or sampler = 'uniform' "
+                             f"with no sampler_options (a model's defaults may name a sampler: MoCME's 'egns')")
         if self.sampler == "self_adversarial" and self.adversarial_temperature > 0:
             raise ValueError("TrainConfig: sampler 'self_adversarial' weighs the negatives with its own temperature "
                              "(sampler_options = { temperature = ... }); set adversarial_temperature = 0, or keep "
