@@ -54,7 +54,8 @@ from torch import Tensor, nn
 from mmkgbench.features import FeatureTable
 from mmkgbench.layers import linear
 from mmkgbench.model import KGEModel, ModelInputs, init_
-from mmkgbench.multimodal import distance_all, distance_hrt, per_entity, phase_of, relation_means, rotation
+from mmkgbench.multimodal import (distance_all, distance_hrt, per_entity, phase_of, relation_means, require_features,
+                                  rotation)
 from mmkgbench.ranges import check_config
 
 STRUCTURE = "structure"
@@ -119,10 +120,8 @@ class AdaMF(KGEModel):
 
     def __init__(self, cfg: AdaMFConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
+        require_features(inputs, self.owner)
         self.features = sorted(inputs.features)
-        if not self.features:
-            raise ValueError(f"{self.owner} reads feature modalities (image, text, ...), but the data has none: give "
-                             "the data set features (a grid's `features = ...`) or use a structure-only model")
         self.names = [STRUCTURE] + self.features
         d, w = cfg.dim, 2 * cfg.dim
         self.relation_range = (cfg.gamma + cfg.epsilon) / d

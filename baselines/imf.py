@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from mmkgbench.features import FeatureTable
 from mmkgbench.layers import Dropout, TuckERDecision, bce_with_logits_mean, linear, mean_probability_logit
 from mmkgbench.model import KGEModel, ModelInputs, init_
+from mmkgbench.multimodal import require_features
 from mmkgbench.ranges import check_config
 
 STRUCTURE, JOINT = "structure", "joint"
@@ -105,10 +106,8 @@ class IMF(KGEModel):
 
     def __init__(self, cfg: IMFConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
+        require_features(inputs, "IMF")
         features = sorted(inputs.features)
-        if not features:
-            raise ValueError("IMF reads feature modalities (image, text, ...), but the data has none: give the "
-                             "data set features (a grid's `features = ...`) or use a structure-only model")
         if cfg.contrastive > 0 and not cfg.pool_features:
             raise ValueError("IMF: the contrastive loss compares modality embeddings of one width: set "
                              "pool_features = true or contrastive = 0")

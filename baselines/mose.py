@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from mmkgbench.features import FeatureTable
 from mmkgbench.layers import kvsall_cross_entropy, linear
 from mmkgbench.model import KGEModel, ModelInputs, init_
-from mmkgbench.multimodal import per_entity
+from mmkgbench.multimodal import per_entity, require_features
 from mmkgbench.ranges import check_config
 
 STRUCTURE = "structure"
@@ -119,10 +119,8 @@ class MoSE(KGEModel):
 
     def __init__(self, cfg: MoSEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
+        require_features(inputs, "MoSE")
         self.features = sorted(inputs.features)
-        if not self.features:
-            raise ValueError("MoSE reads feature modalities (image, text, ...), but the data has none: give the "
-                             "data set features (a grid's `features = ...`) or use a structure-only model")
         self.names = [STRUCTURE] + self.features
         E, R2, w, M = inputs.num_entities, inputs.num_relations, 2 * cfg.dim, len(self.names)
         self.entity = nn.Parameter(torch.empty(E, w))

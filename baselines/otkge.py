@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from mmkgbench.features import FeatureTable
 from mmkgbench.model import KGEModel, ModelInputs, init_
-from mmkgbench.multimodal import per_entity
+from mmkgbench.multimodal import per_entity, require_features
 from mmkgbench.ranges import check_config
 from mmkgbench.transport import plan_of, sinkhorn_scalings
 
@@ -95,10 +95,8 @@ class OTKGE(KGEModel):
 
     def __init__(self, cfg: OTKGEConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
+        require_features(inputs, "OTKGE")
         self.names = list(inputs.features)
-        if not self.names:
-            raise ValueError("OTKGE reads feature modalities (image, text, ...), but the data has none: give the "
-                             "data set features (a grid's `features = ...`) or use a structure-only model")
         self.weights = {m: cfg.weight(m) for m in self.names}
         if sum(self.weights.values()) > 1 - 1e-9:            # 0.1 + 0.7 + 0.1 + 0.1 is 0.99999... in floats
             raise ValueError(f"OTKGE: the modality weights {self.weights} sum to {sum(self.weights.values()):g}, but "

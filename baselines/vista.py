@@ -80,7 +80,7 @@ from torch import Tensor, nn
 from mmkgbench.features import FeatureTable
 from mmkgbench.layers import Dropout
 from mmkgbench.model import KGEModel, ModelInputs, init_
-from mmkgbench.multimodal import per_entity
+from mmkgbench.multimodal import per_entity, require_features
 from mmkgbench.ranges import check_config
 
 STRUCTURE = "structure"
@@ -160,10 +160,8 @@ class VISTA(KGEModel):
 
     def __init__(self, cfg: VISTAConfig, inputs: ModelInputs, generator: torch.Generator | None = None):
         super().__init__(cfg, inputs, generator)
+        require_features(inputs, "VISTA")
         self.features = sorted(inputs.features)
-        if not self.features:
-            raise ValueError("VISTA reads feature modalities (image, text, ...), but the data has none: give the "
-                             "data set features (a grid's `features = ...`) or use a structure-only model")
         E, R2, d = inputs.num_entities, inputs.num_relations, cfg.dim
         # structural tables: Xavier-uniform with the fans of the code's (n, 1, d) tensors (model.py:27-28, 70-71)
         self.entity = nn.Parameter(xavier_((E, 1, d), generator)[:, 0])

@@ -55,6 +55,13 @@ def per_entity(fn, idx: Tensor | None) -> Tensor:
     return out[inverse].view(*idx.shape, out.shape[-1])
 
 
+def require_features(inputs: ModelInputs, owner: str) -> None:
+    """The error every model that reads features raises when the data has none (owner: its name)."""
+    if not inputs.features:
+        raise ValueError(f"{owner} reads feature modalities (image, text, ...), but the data has none: give the "
+                         "data set features (a grid's `features = ...`) or use a structure-only model")
+
+
 class FeatureEncoder(nn.Module):
     """Entity vectors from the modality features: forward(idx) -> (..., out) for entity ids idx (all
     E rows when idx is None). See the module docstring for `how` and `trainable`.
@@ -68,10 +75,8 @@ class FeatureEncoder(nn.Module):
         super().__init__()
         if how not in ENCODINGS:
             raise ValueError(f"{owner}: feature encoding must be one of {list(ENCODINGS)}, got {how!r}")
+        require_features(inputs, owner)
         self.modalities = list(inputs.features)
-        if not self.modalities:
-            raise ValueError(f"{owner} reads feature modalities (image, text, ...), but the data has none: give the "
-                             "data set features (a grid's `features = ...`) or use a structure-only model")
         self.tables = nn.ModuleDict({m: FeatureTable(inputs.features[m], inputs.present[m], inputs.fill, trainable)
                                      for m in self.modalities})
         dims = [inputs.features[m].shape[1] for m in self.modalities]

@@ -29,6 +29,16 @@ def build(name, data, seed=0):
     return cls(small_config(cls), inputs, torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.parametrize("name", [n for n, c in MODELS.items()
+                                  if c.modalities == ("*",) and c.__module__.startswith("baselines.")])
+def test_a_multimodal_baseline_refuses_data_without_features(name):
+    # one message for all of them (mmkgbench.multimodal.require_features), naming the model; MoMoK and
+    # MoCME instead run on structure alone (their structure-only ablations)
+    cls = MODELS[name]
+    with pytest.raises(ValueError, match=r"reads feature modalities .* but the data has none"):
+        cls(small_config(cls), ModelInputs(12, 6), torch.Generator().manual_seed(0))
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_registry_entry_is_well_formed(name):
     cls = MODELS[name]
