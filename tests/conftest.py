@@ -35,11 +35,11 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed: int = 0,
-                   scenario: tuple | None = None) -> float:
-    """Train one registered model through the harness (build, seed, select on valid) and return the
-    best validation MRR: the shared body of the learning tests. scenario: (name, level) applied to the
-    data first (e.g. ("missing", 1.0): no entity has features), with the run's seed."""
+def train_run(model: str, dataset: str, train: dict, overrides: dict, seed: int = 0,
+              scenario: tuple | None = None):
+    """Train one registered model through the harness (build, seed, select on valid): its
+    mmkgbench.train.TrainResult. scenario: (name, level) applied to the data first (e.g.
+    ("missing", 1.0): no entity has features), with the run's seed."""
     import numpy as np
     import torch
 
@@ -60,9 +60,14 @@ def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed:
     config = resolve(cell, data)
     torch.manual_seed(seed)
     net = build_model(cell, config, data)
-    result = fit(net, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
-                 valid_triples=data.valid, known_valid=known, seed=seed, sampler_inputs=sampler_inputs(config, data))
-    return result.best_valid["mrr"]
+    return fit(net, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
+               valid_triples=data.valid, known_valid=known, seed=seed, sampler_inputs=sampler_inputs(config, data))
+
+
+def best_valid_mrr(model: str, dataset: str, train: dict, overrides: dict, seed: int = 0,
+                   scenario: tuple | None = None) -> float:
+    """The best validation MRR of `train_run`: the shared body of the learning tests."""
+    return train_run(model, dataset, train, overrides, seed, scenario).best_valid["mrr"]
 
 
 def learning_job(job: tuple) -> float:

@@ -19,9 +19,8 @@ from mmkgbench.ranking import KnownAnswers
 from mmkgbench.resolve import resolve, run_id_of, stale_reasons
 from mmkgbench.samplers import SAMPLERS, build_sampler, get_sampler, sampler_config
 from mmkgbench.samplers.egns import entropy_types
-from mmkgbench.samplers.mmrns import cosine_detached
 from mmkgbench.train import TrainConfig
-from mmkgbench.train import train as fit
+from tests.conftest import train_run
 
 GOLDEN = Path(__file__).parent / "golden" / "mocme_egns_2c864e9.json"
 K = 6
@@ -128,19 +127,11 @@ def test_unknown_sampler_and_option_name_the_valid_ones():
 
 # -- EGNS, moved from MoCME ---------------------------------------------------------------------------
 def history(model, over, train):
-    data = load_dataset("synthetic_tiny")
-    known = KnownAnswers(np.concatenate([data.train, data.valid]), data.num_relations)
-    cell = grid_from_dict({"models": [model], "datasets": ["synthetic_tiny"], "seeds": [0], "train": train,
-                           "overrides": {model: over}}).cells[0]
-    config = resolve(cell, data)
-    from mmkgbench.runner import build_model, sampler_inputs
+    """Per-epoch loss and validation metrics of one training on synthetic_tiny, seed 0, at 1 thread."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(0)
-        net = build_model(cell, config, data)
-        res = fit(net, data.train, data.num_relations, data.num_entities, TrainConfig(**config["train"]),
-                  valid_triples=data.valid, known_valid=known, seed=0, sampler_inputs=sampler_inputs(config, data))
+        res = train_run(model, "synthetic_tiny", train, over, seed=0)
     finally:
         torch.set_num_threads(before)
     return [{k: v for k, v in row.items() if k not in ("seconds", "lr")} for row in res.history]

@@ -28,7 +28,6 @@ the sampler conformance test (tests/test_samplers.py) holds every sampler to wha
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import ClassVar
 
 import numpy as np
@@ -64,9 +63,6 @@ class NegativeSampler:
     def filtered(self) -> bool:
         """True when no negative is ever a known train answer of its query (e, r)."""
         return bool(getattr(self.cfg, "filter", False))
-
-    def config_dict(self) -> dict:
-        return asdict(self.cfg)
 
     def bind(self, model, inputs=None, seed: int = 0) -> None:
         """Called once before training with the model on its device; nothing to do by default."""
