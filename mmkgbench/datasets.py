@@ -35,6 +35,12 @@ DATASETS = {
     "synthetic_tiny": partial(synthetic_mmkg, num_entities=60, num_relations=3, num_triples=400,
                               latent_dim=6, num_types=3, modalities={"image": 8, "text": 4},
                               name="synthetic_tiny"),
+    # For scale benchmarks (evaluation at 10^10 score entries, memory): 1,000,000 entities, 32 relations,
+    # 4,000,000 triples drawn (2,853,674 train after de-duplication), image 64 and text 32. Tails from the linear-cost
+    # "window" rule (mmkgbench.synthetic): about 35 s and 2.7 GB on 2 CPU cores
+    # (benchmarks/bench_synthetic.py, docs/performance.md).
+    "synthetic_large": partial(synthetic_mmkg, num_entities=1_000_000, num_relations=32, num_triples=4_000_000,
+                               tails="window", name="synthetic_large"),
 }
 
 

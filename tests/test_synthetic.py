@@ -9,7 +9,7 @@ from torch import nn
 from mmkgbench.datasets import DATASETS, load_dataset
 from mmkgbench.model import KGEModel, ModelInputs
 from mmkgbench.ranking import KnownAnswers
-from mmkgbench.synthetic import synthetic_mmkg
+from mmkgbench.synthetic import exact_tails, synthetic_mmkg, unique_triples, window_tails
 from mmkgbench.train import TrainConfig, train
 
 
@@ -66,11 +66,74 @@ def test_bad_knobs_are_rejected(bad):
         small(**bad)
 
 
+# synthetic_large (10^6 entities, 35 s) is built by benchmarks/bench_synthetic.py; here its recipe at 2 %.
+SCALED = {"synthetic_large": dict(num_entities=20_000, num_triples=80_000)}
+
+
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_registered_synthetic_sets_build(name):
-    d = load_dataset(name)
+    d = load_dataset(name) if name not in SCALED else DATASETS[name](**SCALED[name])
     assert len(d.train) and len(d.valid) and len(d.test)
     assert d.modalities == ("image", "text")
+
+
+def test_unique_triples_matches_numpy_unique():
+    t = np.random.default_rng(0).integers(0, [7, 3, 7], size=(500, 3))
+    np.testing.assert_array_equal(unique_triples(t, 7, 3), np.unique(t, axis=0))
+    assert unique_triples(t[:0], 7, 3).shape == (0, 3)
+
+
+def _world(E=20000, k=16, T=2000, R=4, types=8, seed=0):
+    rng = np.random.default_rng(seed)
+    ty = rng.integers(types, size=E)
+    z = rng.normal(size=(E, k))
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    A = np.linalg.qr(rng.normal(size=(R, k, k)))[0]
+    return zn, ty, A, rng.integers(types, size=R), rng.integers(E, size=T), rng.integers(R, size=T)
+
+
+def _exact_rank(zn, ty, A, range_, heads, rel, tails):
+    """Rank of each drawn tail among its range type by affinity <A_r z_h, z_e> (1 = best)."""
+    u = np.einsum("bk,bkj->bj", zn[heads], A[rel])
+    aff = u @ zn.T
+    aff[ty[None, :] != range_[rel][:, None]] = -np.inf
+    aff[np.arange(len(heads)), heads] = -np.inf
+    return 1 + (aff > aff[np.arange(len(heads)), tails][:, None]).sum(1)
+
+
+def test_window_tails_respect_types_self_loops_and_fanout():
+    zn, ty, A, range_, heads, rel = _world()
+    t = window_tails(np.random.default_rng(1), zn, ty, A, range_, heads, rel, sharpness=8.0, fanout=10, window=64)
+    assert (t >= 0).all() and (ty[t] == range_[rel]).all() and not (t == heads).any()
+    # the candidate pool is a function of (h, r): one query asked 200 times has at most `fanout` answers
+    same = window_tails(np.random.default_rng(2), zn, ty, A, range_, np.repeat(heads[:1], 200),
+                        np.repeat(rel[:1], 200), sharpness=0.0, fanout=10, window=64)
+    assert 2 <= len(set(same)) <= 10
+
+
+def test_window_as_wide_as_the_type_is_the_exact_rule():
+    zn, ty, A, range_, heads, rel = _world(E=4000)
+    t = window_tails(np.random.default_rng(1), zn, ty, A, range_, heads, rel, sharpness=8.0, fanout=10, window=4000)
+    assert (_exact_rank(zn, ty, A, range_, heads, rel, t) <= 10).all()
+    e = exact_tails(np.random.default_rng(1), zn, ty, A, range_, heads, rel, sharpness=8.0, fanout=10)
+    assert (_exact_rank(zn, ty, A, range_, heads, rel, e) <= 10).all()
+
+
+def test_window_tails_are_near_the_global_best():
+    """The locality-sensitive window finds latent neighbours: with 64 of 2,500 same-type entities as
+    candidates, the drawn tail is among the best 4 % of its type by affinity in > 80 % of queries
+    (measured 92 %; chance would be 4 %). Deterministic: fixed seeds, no training."""
+    zn, ty, A, range_, heads, rel = _world()
+    t = window_tails(np.random.default_rng(1), zn, ty, A, range_, heads, rel, sharpness=8.0, fanout=10, window=64)
+    assert np.mean(_exact_rank(zn, ty, A, range_, heads, rel, t) <= 100) > 0.8
+
+
+def test_tail_rule_knobs_are_checked():
+    with pytest.raises(ValueError, match="tails must be one of"):
+        small(tails="nearest")
+    with pytest.raises(ValueError, match="window"):
+        small(tails="window", window=5)
+    assert small(tails="window").meta["tails"] == "window" and "tails" not in small().meta
 
 
 class Bilinear(KGEModel):
