@@ -20,9 +20,10 @@ from mmkgbench.ranking import KnownAnswers, filtered_ranks, metrics
 # TIE_POLICIES: tie rule -> the rank column its metrics read (None for "expected"), torch-free for the report
 from mmkgbench.ties import TIE_POLICIES, expected_metrics
 
-# Above this many score entries (queries x entities) the fused counting kernel pays for its
-# compilation (a few seconds once per process; docs/performance.md).
-COMPILE_THRESHOLD = 1e8
+
+# Filtering and counting work on blocks of at least this many scores (several score batches when E
+# is small): 8 MB of float32, which stays in cache (docs/performance.md).
+GROUP_ENTRIES = 2 ** 21
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class EvalConfig:
     batch_size: int = 128            # queries per scoring block; 64-256 keeps a block cache-resident on CPU
     hits_at: tuple[int, ...] = (1, 3, 10)
     filter_valid_with_test: bool = False  # PyKEEN's policy: model selection never sees test answers
-    compile: str = "auto"            # fused counting kernel: "auto" (large evaluations), "on", "off"
+    compile: str = "auto"            # fused counting kernel: "auto" (by measurement, mmkgbench.counting), "on", "off"
     tie: str = "realistic"           # which rank the metrics use: one of TIE_POLICIES
 
     ranges: ClassVar[dict] = {"batch_size": "[1, inf)", "hits_at": "[1, inf)", "filter_valid_with_test": None,
@@ -97,7 +98,6 @@ def evaluate(model, triples: np.ndarray, known: KnownAnswers, *, num_relations: 
     e, rel, target, side = queries(triples, num_relations)
     n_q = len(e)
     E = model.num_entities
-    compile_ = cfg.compile == "on" or (cfg.compile == "auto" and n_q * E >= COMPILE_THRESHOLD)
     e_t, r_t, y_t = (torch.from_numpy(a).to(device) for a in (e, rel, target))
     # Spans of known answers and candidate counts for all queries at once (two binary searches per
     # query); the answers themselves are expanded per batch: DB15K's test queries have 7.5M known
@@ -106,15 +106,28 @@ def evaluate(model, triples: np.ndarray, known: KnownAnswers, *, num_relations: 
     n_cand = E - count + known.contains(e_t, r_t, y_t).long()
     opt = torch.empty(n_q, dtype=torch.long, device=device)
     pess = torch.empty_like(opt)
+    # Scores come in batches of cfg.batch_size queries (what a query's scores are computed with);
+    # filtering and counting take `group` batches at a time, so that their fixed cost per call
+    # (some 30 small tensor operations) is spread over at least GROUP_ENTRIES scores when E is
+    # small. Counts are exact, so grouping never changes a rank.
+    bs = cfg.batch_size
+    group = max(1, GROUP_ENTRIES // (bs * E))
+    buf = torch.empty(min(n_q, group * bs), E, device=device) if group > 1 else None
     try:
-        for lo in range(0, n_q, cfg.batch_size):
-            sl = slice(lo, lo + cfg.batch_size)
+        for g_lo in range(0, n_q, group * bs):
+            g_hi = min(n_q, g_lo + group * bs)
+            if buf is None:
+                scores = model.score_t(e_t[g_lo:g_hi], r_t[g_lo:g_hi]).float()
+            else:
+                scores = buf[: g_hi - g_lo]
+                for lo in range(g_lo, g_hi, bs):
+                    scores[lo - g_lo: lo - g_lo + bs].copy_(model.score_t(e_t[lo:lo + bs], r_t[lo:lo + bs]))
+            sl = slice(g_lo, g_hi)
             rows, cols = known.expand(start[sl], count[sl])
-            scores = model.score_t(e_t[sl], r_t[sl]).float()
-            rk = filtered_ranks(scores, y_t[sl], rows, cols, compile=compile_)
+            rk = filtered_ranks(scores, y_t[sl], rows, cols, compile=cfg.compile)
             opt[sl], pess[sl] = rk.optimistic, rk.pessimistic
             if progress is not None:
-                progress(min(lo + cfg.batch_size, n_q), n_q)
+                progress(g_hi, n_q)
     finally:
         model.train(was_training)
     opt, pess, n_cand = opt.cpu().numpy(), pess.cpu().numpy(), n_cand.cpu().numpy()

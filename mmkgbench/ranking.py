@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmkgbench.counting import KERNEL_CHOICE
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -57,52 +59,24 @@ def ranks(scores: Tensor, target: Tensor, known: Tensor | None = None) -> Ranks:
     return Ranks(optimistic=1 + better, pessimistic=1 + better + tied)
 
 
-def _count(scores: Tensor, s_target: Tensor) -> tuple[Tensor, Tensor]:
-    """(#scores > s*, #scores >= s*) per row, as int32: (B, E), (B, 1) -> (B,), (B,)."""
-    return (scores > s_target).sum(1, dtype=torch.int32), (scores >= s_target).sum(1, dtype=torch.int32)
-
-
-_compiled = {}
-
-
-def _count_fn(compile: bool):
-    """The counting kernel: eager, or fused into one pass over the scores by torch.compile.
-
-    Both count exactly (comparisons and integer sums), so they give identical ranks; the compiled
-    kernel reads the (B, E) block once instead of twice (docs/performance.md). If compilation
-    fails (no C++ compiler, unsupported platform), the eager kernel is used.
-    """
-    if not compile:
-        return _count
-    if "fn" not in _compiled:
-        _compiled["fn"] = torch.compile(_count, dynamic=True)
-    return _compiled["fn"]
-
-
-def filtered_ranks(scores: Tensor, target: Tensor, rows: Tensor, cols: Tensor, *, compile: bool = False) -> Ranks:
+def filtered_ranks(scores: Tensor, target: Tensor, rows: Tensor, cols: Tensor, *, compile: str = "auto") -> Ranks:
     """Filtered ranks of `target` (the evaluator's fast path; tested against `ranks`).
 
     scores: (B, E) float32, **overwritten**: every known answer (rows[i], cols[i]) and the target
     itself are set to -inf, so the two counts below only see competitors. target: (B,); rows/cols
-    from `KnownAnswers.lookup`. Raises ValueError if a target score is not finite, since a NaN or
-    inf target cannot be ranked meaningfully.
+    from `KnownAnswers.lookup`. compile: "auto", "on" or "off", the counting kernel's choice
+    (`mmkgbench.counting`: every kernel counts exactly, so it never changes a rank). Raises
+    ValueError if a target score is not finite, since a NaN or inf target cannot be ranked meaningfully.
     """
     ar = torch.arange(len(target), device=scores.device)
     s_target = scores[ar, target]
     if not torch.isfinite(s_target).all():
         bad = int((~torch.isfinite(s_target)).nonzero()[0, 0])
         raise ValueError(f"model produced a non-finite score ({float(s_target[bad])}) for the target of query "
-                         f"{bad} in this batch; cannot rank")
+                         f"{bad} of this block; cannot rank")
     scores[rows, cols] = float("-inf")
     scores[ar, target] = float("-inf")
-    fn = _count_fn(compile)
-    try:
-        gt, ge = fn(scores, s_target[:, None])
-    except Exception:  # torch.compile unavailable here: fall back to the eager kernel, same counts
-        if not compile:
-            raise
-        _compiled["fn"] = _count
-        gt, ge = _count(scores, s_target[:, None])
+    gt, ge = KERNEL_CHOICE.count(scores, s_target[:, None], compile)
     return Ranks(optimistic=gt.long() + 1, pessimistic=ge.long() + 1)
 
 
@@ -116,6 +90,15 @@ def metrics(ranks: np.ndarray, ks=(1, 3, 10)) -> dict[str, float]:
     for k in ks:
         out[f"hits@{k}"] = float(np.mean(r <= k))
     return out
+
+
+def sorted_search(sorted_sequence: Tensor, values: Tensor) -> Tensor:
+    """torch.searchsorted (left), through NumPy on the CPU: a binary search per value is too little
+    work for a parallel region, and waking torch's second thread cost 0.3-6 ms per call on a 2-core
+    VM (against 0.1 ms in one thread; docs/performance.md)."""
+    if sorted_sequence.device.type == "cpu":
+        return torch.from_numpy(np.searchsorted(sorted_sequence.numpy(), values.numpy()))
+    return torch.searchsorted(sorted_sequence, values)
 
 
 class KnownAnswers:
@@ -154,7 +137,7 @@ class KnownAnswers:
         q = e * (2 * self.num_relations) + r
         if len(self.keys) == 0:
             return torch.zeros_like(q), torch.zeros_like(q)
-        idx = torch.searchsorted(self.keys, q).clamp_(max=len(self.keys) - 1)
+        idx = sorted_search(self.keys, q).clamp_(max=len(self.keys) - 1)
         start = self.ptr[idx]
         count = torch.where(self.keys[idx] == q, self.ptr[idx + 1] - start, torch.zeros_like(start))
         return start, count
@@ -177,7 +160,7 @@ class KnownAnswers:
         if len(self.codes) == 0:
             return torch.zeros_like(answer, dtype=torch.bool)
         code = (e * (2 * self.num_relations) + r) * self.code_base + answer
-        pos = torch.searchsorted(self.codes, code).clamp_(max=len(self.codes) - 1)
+        pos = sorted_search(self.codes, code).clamp_(max=len(self.codes) - 1)
         return (self.codes[pos] == code) & (answer < self.code_base)
 
     def mask(self, e: Tensor, r: Tensor, E: int) -> Tensor:

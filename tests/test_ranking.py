@@ -94,9 +94,89 @@ def test_compiled_counting_kernel_matches_eager():
     target = torch.randint(257, (33,), generator=g)
     known = torch.rand(33, 257, generator=g) < 0.1
     rows, cols = known.nonzero(as_tuple=True)
-    eager = filtered_ranks(scores.clone(), target, rows, cols, compile=False)
-    fused = filtered_ranks(scores.clone(), target, rows, cols, compile=True)
+    eager = filtered_ranks(scores.clone(), target, rows, cols, compile="off")
+    fused = filtered_ranks(scores.clone(), target, rows, cols, compile="on")
     assert torch.equal(eager.optimistic, fused.optimistic) and torch.equal(eager.pessimistic, fused.pessimistic)
+
+
+def _hard_block(seed=0, B=40, E=301, tiny_targets=True):
+    """Scores with ties, +-inf, NaN candidates, zeros, subnormals and targets of every kind."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randint(-3, 4, (B, E), generator=g).float() * 0.5
+    special = torch.tensor([float("inf"), float("-inf"), float("nan"), 0.0, -0.0, 1e-40, -1e-40, 1e-30,
+                            3e38, -3e38, 1.0 + 2 ** -23, 1.0 - 2 ** -24])
+    where = torch.rand(B, E, generator=g) < 0.15
+    s[where] = special[torch.randint(len(special), (int(where.sum()),), generator=g)]
+    target = torch.randint(E, (B,), generator=g)
+    finite_targets = torch.tensor([0.0, -0.0, 1e-40, 1e-30, 1e-31, 1.0, 1.0 + 2 ** -23, 3e38, -0.5, 1.5])
+    if not tiny_targets:
+        finite_targets = finite_targets[finite_targets.abs() >= 1e-30]
+    s[torch.arange(B), target] = finite_targets[torch.arange(B) % len(finite_targets)]
+    known = torch.rand(B, E, generator=g) < 0.1
+    return s, target, known
+
+
+@pytest.mark.parametrize("tiny", [True, False], ids=["tiny-targets", "normal-targets"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("kernel", ["compare", "sign", "sign-sliced", "compiled", "auto-measured"])
+def test_every_counting_kernel_equals_the_reference(kernel, seed, tiny, monkeypatch):
+    """Each kernel (mmkgbench.counting) gives the reference's ranks exactly, on blocks with ties,
+    +-inf and NaN candidates, signed zeros, subnormal scores, and targets near 0 or not."""
+    from mmkgbench import counting
+    s, target, known = _hard_block(seed, tiny_targets=tiny)
+    ref = ranks(s, target, known)
+    rows, cols = known.nonzero(as_tuple=True)
+    work = s.clone()
+    ar = torch.arange(len(target))
+    st = work[ar, target][:, None].clone()
+    work[rows, cols] = float("-inf")
+    work[ar, target] = float("-inf")
+    if kernel == "compare":
+        gt, ge = counting.count_compare(work, st)
+    elif kernel.startswith("sign"):
+        if kernel == "sign-sliced":                 # 19 column slices of 16: some with NaN scores, some without
+            monkeypatch.setattr(counting, "CACHE_ENTRIES", 16 * len(target))
+        gt, ge = counting.count_sign(work, st)
+    else:
+        chooser = counting.CountingKernels()
+        if not chooser.compile(work.device):
+            pytest.skip(f"torch.compile unavailable: {chooser.failed}")
+        if kernel == "compiled":
+            gt, ge = chooser.compiled(work, st)
+        else:                                   # first block of its size class: both kernels, compared
+            gt, ge = chooser.count(work, st, "auto")
+            assert len(chooser.choice) == 1 and set(next(iter(chooser.timings.values()))) == {"compiled", "sign"}
+    assert torch.equal(gt.long() + 1, ref.optimistic) and torch.equal(ge.long() + 1, ref.pessimistic)
+
+
+def test_sign_kernel_without_nan_takes_the_sign_path():
+    from mmkgbench.counting import count_sign
+    s = torch.tensor([[2.0, 1.0, 1.0, -1.0, float("-inf"), float("inf")]])
+    work = s.clone()
+    gt, ge = count_sign(work, torch.tensor([[1.0]]))
+    assert gt.tolist() == [2] and ge.tolist() == [4] and set((work / 2.0 ** -124).unique().tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_sign_kernel_is_exact_at_float_resolution():
+    """Neighbouring floats (one ulp apart) around a target are above, tied and below, never merged."""
+    from mmkgbench.counting import count_sign
+    t = torch.tensor([[1.0], [-2.5], [1e-29]])
+    up, down = (torch.nextafter(t, torch.tensor(x)) for x in (float("inf"), float("-inf")))
+    s = torch.cat([up, t, down, up, down, down], 1)
+    gt, ge = count_sign(s.clone(), t)
+    assert gt.tolist() == [2, 2, 2] and ge.tolist() == [3, 3, 3]
+
+
+def test_auto_compiles_only_once_counting_has_cost_as_much():
+    """Ski rental: "auto" counts with the eager kernel until the time spent exceeds the compile cost."""
+    from mmkgbench import counting
+    chooser = counting.CountingKernels()
+    s = torch.randn(8, 50)
+    chooser.count(s.clone(), s[:, :1].clone(), "auto")
+    assert chooser.compiled is None and 0 < chooser.rent < counting.COMPILE_SECONDS
+    chooser.rent = counting.COMPILE_SECONDS          # as if that much had been spent
+    chooser.count(s.clone(), s[:, :1].clone(), "auto")
+    assert chooser.compiled is not None or chooser.failed is not None
 
 
 def test_metrics_by_hand():
