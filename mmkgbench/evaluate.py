@@ -141,7 +141,20 @@ def evaluate(model, triples: np.ndarray, known: KnownAnswers, *, num_relations: 
         "rank_opt": opt, "rank_pess": pess, "rank_real": real, "rank_rand": rand,
         "n_cand": n_cand,
     }, columns=QUERY_COLUMNS)
-    return EvalResult(per_query=per_query, metrics=tie_metrics(per_query, cfg.tie, cfg.hits_at))
+    col = TIE_POLICIES[cfg.tie]
+    used = None if col is None else per_query[col].to_numpy(dtype=np.float64)
+    # queries() puts the n tail queries first: slices select a side without comparing strings
+    return EvalResult(per_query=per_query, metrics=side_metrics(opt, pess, used, slice(0, n), slice(n, None),
+                                                                cfg.hits_at))
+
+
+def side_metrics(opt: np.ndarray, pess: np.ndarray, used: np.ndarray | None, tail, head,
+                 hits_at=(1, 3, 10)) -> dict[str, dict[str, float]]:
+    """side ("both", "tail", "head") -> metric -> value: of the rank column `used` (n,), or exact
+    expectations over tie orders from opt and pess (n,) where `used` is None; tail and head select
+    each side's queries (slices or bool masks)."""
+    return {name: expected_metrics(opt[sel], pess[sel], hits_at) if used is None else metrics(used[sel], hits_at)
+            for name, sel in (("both", slice(None)), ("tail", tail), ("head", head))}
 
 
 def tie_metrics(per_query: pd.DataFrame, tie: str, hits_at=(1, 3, 10)) -> dict[str, dict[str, float]]:
@@ -151,8 +164,4 @@ def tie_metrics(per_query: pd.DataFrame, tie: str, hits_at=(1, 3, 10)) -> dict[s
     side = per_query["side"].to_numpy()
     opt, pess = per_query["rank_opt"].to_numpy(), per_query["rank_pess"].to_numpy()
     used = None if col is None else per_query[col].to_numpy(dtype=np.float64)
-    result = {}
-    for name, sel in (("both", slice(None)), ("tail", side == "tail"), ("head", side == "head")):
-        result[name] = expected_metrics(opt[sel], pess[sel], hits_at) if used is None else \
-            metrics(used[sel], hits_at)
-    return result
+    return side_metrics(opt, pess, used, side == "tail", side == "head", hits_at)

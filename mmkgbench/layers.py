@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmkgbench.model import init_
+from mmkgbench.parallel import split_run
 
 RESOLUTION = 1 << 16
 
@@ -78,18 +79,25 @@ class _MaskedContraction(torch.autograd.Function):
     The (B, D, D) per-query matrices are never materialised whole: each chunk is gathered, masked and
     contracted while it sits in cache, and the backward pass gathers it again instead of keeping it
     (1 GiB less for MoMoK's four decisions at B = 1024, D = 256). Gradients flow to x and to W.
+    The chunk loop is split across threads by `mmkgbench.parallel.split_run` (queries for y and the
+    gradient of x, rows of the D x D matrices for the gradient of W), so that it holds up on a
+    shared machine; every number is the one the single-threaded loop computes.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor, index: Tensor, mask: Tensor | None, chunk: int) -> Tensor:
         B, d = x.shape
         y = torch.empty_like(x)
-        for lo in range(0, B, chunk):
-            sl = slice(lo, lo + chunk)
-            wc = w.index_select(0, index[sl])
-            if mask is not None:
-                wc.masked_fill_(mask[sl], 0.0)
-            y[sl] = torch.bmm(x[sl, None, :], wc.view(-1, d, d))[:, 0]
+
+        def queries(lo, hi):
+            for a in range(lo, hi, chunk):
+                sl = slice(a, min(a + chunk, hi))
+                wc = w.index_select(0, index[sl])
+                if mask is not None:
+                    wc.masked_fill_(mask[sl], 0.0)
+                y[sl] = torch.bmm(x[sl, None, :], wc.view(-1, d, d))[:, 0]
+
+        split_run(B, queries, align=chunk, device=x.device)
         ctx.save_for_backward(x, w, index, mask)
         ctx.chunk = chunk
         return y
@@ -98,20 +106,33 @@ class _MaskedContraction(torch.autograd.Function):
     def backward(ctx, g: Tensor):
         x, w, index, mask = ctx.saved_tensors
         B, d = x.shape
+        chunk = ctx.chunk
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(w) if ctx.needs_input_grad[1] else None
-        for lo in range(0, B, ctx.chunk):
-            sl = slice(lo, lo + ctx.chunk)
-            if grad_x is not None:
+
+        def queries(lo, hi):                       # grad_x rows lo:hi
+            for a in range(lo, hi, chunk):
+                sl = slice(a, min(a + chunk, hi))
                 wc = w.index_select(0, index[sl])
                 if mask is not None:
                     wc.masked_fill_(mask[sl], 0.0)
                 grad_x[sl] = torch.bmm(wc.view(-1, d, d), g[sl, :, None])[:, :, 0]
-            if grad_w is not None:
-                outer = (x[sl, :, None] * g[sl, None, :]).view(-1, d * d)
+
+        def rows(i0, i1):                          # grad_w columns i0*d:i1*d (rows i0:i1 of each D x D matrix)
+            cols = slice(i0 * d, i1 * d)
+            target = grad_w[:, cols]
+            step = max(1, chunk * d // (i1 - i0))  # as many bytes per chunk as the full-width loop
+            for a in range(0, B, step):
+                sl = slice(a, a + step)
+                outer = (x[sl, i0:i1, None] * g[sl, None, :]).view(-1, (i1 - i0) * d)
                 if mask is not None:
-                    outer.masked_fill_(mask[sl], 0.0)
-                grad_w.index_add_(0, index[sl], outer)
+                    outer.masked_fill_(mask[sl, cols], 0.0)
+                target.index_add_(0, index[sl], outer)
+
+        if grad_x is not None:
+            split_run(B, queries, align=chunk, device=x.device)
+        if grad_w is not None:
+            split_run(d, rows, device=x.device)
         return grad_x, grad_w, None, None, None
 
 

@@ -34,6 +34,8 @@ from types import MappingProxyType
 import torch
 from torch import Tensor, nn
 
+from mmkgbench.parallel import split_run
+
 
 # The negative-sampling regime of the MMKGC literature (NativE/AdaMF scripts, methods.md §3.2):
 # batch 1024, 128 uniform negatives, self-adversarial sigmoid loss with alpha 2.0, Adam lr 1e-4.
@@ -179,34 +181,53 @@ def init_(tensor: Tensor, kind: str, generator: torch.Generator, **kw) -> Tensor
 CHUNK_ELEMENTS = 2**18
 
 
-def _chunks(B: int, E: int, d: int):
-    step = max(1, CHUNK_ELEMENTS // max(1, B * d))
-    return (slice(i, i + step) for i in range(0, E, step))
+def chunk_step(B: int, d: int) -> int:
+    """Entities per (B, chunk, d) block of the distance helpers."""
+    return max(1, CHUNK_ELEMENTS // max(1, B * d))
 
 
 def l1_distance_all(q: Tensor, ent: Tensor, scale: Tensor | None = None) -> Tensor:
-    """sum_k |q_bk - scale_bk * ent_ek| for all pairs: q (B, d), ent (E, d), scale (B, d) -> (B, E)."""
+    """sum_k |q_bk - scale_bk * ent_ek| for all pairs: q (B, d), ent (E, d), scale (B, d) -> (B, E).
+    Without autograd the block loop is split across threads (mmkgbench.parallel: one synchronisation
+    per call); with it, it runs in the calling thread, so gradients are summed in one fixed order."""
     B, d = q.shape
+    step = chunk_step(B, d)
     inplace = not (torch.is_grad_enabled() and (q.requires_grad or ent.requires_grad))
-    out = []
-    for sl in _chunks(B, len(ent), d):
-        t = ent[None, sl] if scale is None else ent[None, sl] * scale[:, None]
-        diff = torch.sub(q[:, None], t)
-        out.append((diff.abs_() if inplace else diff.abs()).sum(-1))
-    return torch.cat(out, 1)
+
+    def blocks(lo, hi):
+        out = []
+        for a in range(lo, hi, step):
+            sl = slice(a, min(a + step, hi))
+            t = ent[None, sl] if scale is None else ent[None, sl] * scale[:, None]
+            diff = torch.sub(q[:, None], t)
+            out.append((diff.abs_() if inplace else diff.abs()).sum(-1))
+        return out
+
+    if not inplace:          # autograd orders its sums by the threads that recorded them: stay in one
+        return torch.cat(blocks(0, len(ent)), 1)
+    return torch.cat([b for part in split_run(len(ent), blocks, align=step, device=q.device) for b in part], 1)
 
 
 def modulus_distance_all(q_re: Tensor, q_im: Tensor, t_re: Tensor, t_im: Tensor) -> Tensor:
-    """sum_k |q_bk - t_ek| over complex dims for all pairs: q (B, d) and t (E, d) as re/im parts -> (B, E)."""
+    """sum_k |q_bk - t_ek| over complex dims for all pairs: q (B, d) and t (E, d) as re/im parts -> (B, E).
+    Split across threads without autograd, as `l1_distance_all`."""
     B, d = q_re.shape
+    step = chunk_step(B, d)
     grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q_re, q_im, t_re, t_im))
-    out = []
-    for sl in _chunks(B, len(t_re), d):
-        if grad:
-            # complex abs: its gradient at a zero difference is 0, where sqrt(x^2 + y^2) gives NaN
-            diff = torch.complex(q_re[:, None] - t_re[None, sl], q_im[:, None] - t_im[None, sl])
-            out.append(diff.abs().sum(-1))
-        else:
-            dr = torch.sub(q_re[:, None], t_re[None, sl]).square_()
-            out.append(dr.add_(torch.sub(q_im[:, None], t_im[None, sl]).square_()).sqrt_().sum(-1))
-    return torch.cat(out, 1)
+
+    def blocks(lo, hi):
+        out = []
+        for a in range(lo, hi, step):
+            sl = slice(a, min(a + step, hi))
+            if grad:
+                # complex abs: its gradient at a zero difference is 0, where sqrt(x^2 + y^2) gives NaN
+                diff = torch.complex(q_re[:, None] - t_re[None, sl], q_im[:, None] - t_im[None, sl])
+                out.append(diff.abs().sum(-1))
+            else:
+                dr = torch.sub(q_re[:, None], t_re[None, sl]).square_()
+                out.append(dr.add_(torch.sub(q_im[:, None], t_im[None, sl]).square_()).sqrt_().sum(-1))
+        return out
+
+    if grad:                 # autograd orders its sums by the threads that recorded them: stay in one
+        return torch.cat(blocks(0, len(t_re)), 1)
+    return torch.cat([b for part in split_run(len(t_re), blocks, align=step, device=q_re.device) for b in part], 1)
