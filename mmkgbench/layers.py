@@ -55,6 +55,20 @@ def drop_mask(shape, p: float, device: torch.device | str = "cpu") -> Tensor:
     return torch.from_numpy(u < round(p * RESOLUTION)).view(shape)
 
 
+def keep_mask(shape, p: float, device: torch.device | str = "cpu") -> Tensor:
+    """The complement of `drop_mask` from the same draws (the same torch generator state gives
+    keep_mask == ~drop_mask): uint8 on the CPU (bool on CUDA), 1 where an entry is kept. Multiplying
+    by it is 4-5x faster than `masked_fill_` with a bool mask on the CPU (40 ms against 290 ms for
+    67M entries in one thread), and gives the same values (a dropped entry is 0.0 or -0.0)."""
+    device = torch.device(device)
+    if device.type != "cpu":
+        return torch.rand(shape, device=device) >= p
+    seed = int(torch.randint(2 ** 62, (1,)))
+    n = int(np.prod(shape, dtype=np.int64))
+    u = np.random.default_rng(seed).integers(0, RESOLUTION, n, dtype=np.uint16)
+    return torch.from_numpy(u >= round(p * RESOLUTION)).view(shape).view(torch.uint8)
+
+
 class Dropout(nn.Module):
     """`nn.Dropout(p)` with the fast mask of `drop_mask`: x (any shape) -> same shape."""
 
@@ -74,7 +88,7 @@ class Dropout(nn.Module):
 
 
 class _MaskedContraction(torch.autograd.Function):
-    """y_b = x_b^T (W[index_b] with the entries of mask_b zeroed), computed in cache-sized chunks of queries.
+    """y_b = x_b^T (W[index_b] * keep_b), computed in cache-sized chunks of queries.
 
     The (B, D, D) per-query matrices are never materialised whole: each chunk is gathered, masked and
     contracted while it sits in cache, and the backward pass gathers it again instead of keeping it
@@ -85,7 +99,7 @@ class _MaskedContraction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, index: Tensor, mask: Tensor | None, chunk: int) -> Tensor:
+    def forward(ctx, x: Tensor, w: Tensor, index: Tensor, keep: Tensor | None, chunk: int) -> Tensor:
         B, d = x.shape
         y = torch.empty_like(x)
 
@@ -93,18 +107,18 @@ class _MaskedContraction(torch.autograd.Function):
             for a in range(lo, hi, chunk):
                 sl = slice(a, min(a + chunk, hi))
                 wc = w.index_select(0, index[sl])
-                if mask is not None:
-                    wc.masked_fill_(mask[sl], 0.0)
+                if keep is not None:
+                    wc.mul_(keep[sl])
                 y[sl] = torch.bmm(x[sl, None, :], wc.view(-1, d, d))[:, 0]
 
         split_run(B, queries, align=chunk, device=x.device)
-        ctx.save_for_backward(x, w, index, mask)
+        ctx.save_for_backward(x, w, index, keep)
         ctx.chunk = chunk
         return y
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        x, w, index, mask = ctx.saved_tensors
+        x, w, index, keep = ctx.saved_tensors
         B, d = x.shape
         chunk = ctx.chunk
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
@@ -114,8 +128,8 @@ class _MaskedContraction(torch.autograd.Function):
             for a in range(lo, hi, chunk):
                 sl = slice(a, min(a + chunk, hi))
                 wc = w.index_select(0, index[sl])
-                if mask is not None:
-                    wc.masked_fill_(mask[sl], 0.0)
+                if keep is not None:
+                    wc.mul_(keep[sl])
                 grad_x[sl] = torch.bmm(wc.view(-1, d, d), g[sl, :, None])[:, :, 0]
 
         def rows(i0, i1):                          # grad_w columns i0*d:i1*d (rows i0:i1 of each D x D matrix)
@@ -125,8 +139,8 @@ class _MaskedContraction(torch.autograd.Function):
             for a in range(0, B, step):
                 sl = slice(a, a + step)
                 outer = (x[sl, i0:i1, None] * g[sl, None, :]).view(-1, (i1 - i0) * d)
-                if mask is not None:
-                    outer.masked_fill_(mask[sl, cols], 0.0)
+                if keep is not None:
+                    outer.mul_(keep[sl, cols])
                 target.index_add_(0, index[sl], outer)
 
         if grad_x is not None:
@@ -137,10 +151,15 @@ class _MaskedContraction(torch.autograd.Function):
 
 
 def masked_contraction(x: Tensor, w: Tensor, index: Tensor, mask: Tensor | None = None,
-                       chunk_bytes: int = 1 << 21) -> Tensor:
-    """x (B, D), w (U, D*D) row-major (D, D) matrices, index (B,) into w, mask (B, D*D) bool or None
-    -> y (B, D), y_b = x_b^T W_{index_b} with masked entries zeroed (dropout on the matrix, TuckER's
+                       chunk_bytes: int = 1 << 21, *, keep: Tensor | None = None) -> Tensor:
+    """x (B, D), w (U, D*D) row-major (D, D) matrices, index (B,) into w, mask (B, D*D) bool (True
+    where dropped) or keep (B, D*D) uint8/bool (1 where kept, `keep_mask`; faster) or neither
+    -> y (B, D), y_b = x_b^T W_{index_b} with dropped entries zeroed (dropout on the matrix, TuckER's
     hidden dropout; scale it beforehand). `chunk_bytes` sizes a chunk of per-query matrices."""
+    if mask is not None:
+        if keep is not None:
+            raise ValueError("give mask or keep, not both")
+        keep = (~mask).view(torch.uint8) if mask.device.type == "cpu" else ~mask
     B, d = x.shape
     if w.shape[1] != d * d:
         raise ValueError(f"w has rows of {w.shape[1]} entries, expected D*D = {d * d}")
@@ -148,7 +167,7 @@ def masked_contraction(x: Tensor, w: Tensor, index: Tensor, mask: Tensor | None 
     # Under CUDA autocast x and w may differ in dtype: run in the wider one, autocast off inside.
     dtype = torch.promote_types(x.dtype, w.dtype)
     with torch.autocast(x.device.type, enabled=False):
-        return _MaskedContraction.apply(x.to(dtype), w.to(dtype), index, mask, chunk)
+        return _MaskedContraction.apply(x.to(dtype), w.to(dtype), index, keep, chunk)
 
 
 class TuckERDecision(nn.Module):
@@ -210,8 +229,8 @@ class TuckERDecision(nn.Module):
         w = (r / (1.0 - self.hidden_dropout) if dropping else r) @ self.core.reshape(rel_dim, -1)
         if index is None:
             index = torch.arange(len(w), device=w.device)
-        mask = drop_mask((len(index), d * d), self.hidden_dropout, w.device) if dropping else None
-        return self.output_dropout(self.bn1(masked_contraction(x, w, index, mask)))
+        keep = keep_mask((len(index), d * d), self.hidden_dropout, w.device) if dropping else None
+        return self.output_dropout(self.bn1(masked_contraction(x, w, index, keep=keep)))
 
     def extra_repr(self) -> str:
         return f"hidden_dropout={self.hidden_dropout}"
