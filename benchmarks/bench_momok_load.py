@@ -38,6 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 E, R, B = 12842, 279, 1024
+# The environment this benchmark was started in, before importing mmkgbench sets OMP_WAIT_POLICY:
+# the reference code runs in it.
+STARTED_WITH = dict(os.environ)
 
 
 def queries(seed: int = 0):
@@ -57,6 +60,7 @@ def queries(seed: int = 0):
 
 
 def ours_steps(steps: int, threads: int):
+    import mmkgbench  # noqa: F401  (before torch, as run_bench.py imports it: OpenMP's wait policy)
     import torch
 
     from mmkgbench.model import ModelInputs
@@ -148,12 +152,15 @@ def measure(side: str, load: str, args) -> list[float]:
     cmd = [sys.executable, __file__, "--child", side, "--steps", str(args.steps), "--threads", str(args.threads)]
     if args.reference:
         cmd += ["--reference", str(args.reference)]
+    # The reference runs in the environment the benchmark was started in (OpenMP's defaults unless
+    # the user set them); ours in the same plus --ours-env (mmkgbench itself sets OMP_WAIT_POLICY).
+    env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.ours_env)) if side == "ours" else dict(STARTED_WITH)
     neighbour = None
     if load == "same":
-        neighbour = subprocess.Popen(cmd + ["--forever"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        neighbour = subprocess.Popen(cmd + ["--forever"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         time.sleep(5)                         # let it build its model and start stepping
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     finally:
         if neighbour is not None:
             neighbour.kill()
@@ -169,6 +176,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2, help="torch threads of each side (ours: TrainConfig.threads)")
     p.add_argument("--load", nargs="+", default=["none", "same"], choices=["none", "same"])
     p.add_argument("--sides", nargs="+", default=["ours", "reference"], choices=["ours", "reference"])
+    p.add_argument("--ours-env", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="environment of our processes only (e.g. OMP_WAIT_POLICY=PASSIVE); the reference's is left as is")
     p.add_argument("--child", choices=["ours", "reference"], dest="side", help=argparse.SUPPRESS)
     p.add_argument("--forever", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -178,7 +187,9 @@ def main(argv=None):
         p.error("--reference is required to time the reference code (or pass --sides ours)")
     from benchmarks.common import machine
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.2f}")
-    print(f"{args.rounds} rounds x {args.steps} timed steps per side and load; {args.threads} threads per process")
+    print(f"{args.rounds} rounds x {args.steps} timed steps per side and load; {args.threads} threads per process; "
+          f"OMP_WAIT_POLICY: ours {dict(os.environ, **dict(kv.split('=', 1) for kv in args.ours_env)).get('OMP_WAIT_POLICY')}, "
+          f"reference {STARTED_WITH.get('OMP_WAIT_POLICY')}")
     res = {(s, ld): [] for ld in args.load for s in args.sides}
     for ld in args.load:
         for rnd in range(args.rounds):

@@ -5,6 +5,7 @@ import os
 import platform
 from pathlib import Path
 
+import mmkgbench  # noqa: F401  (first: it sets OpenMP's passive wait policy before torch loads, as run_bench.py does)
 import numpy as np
 import torch
 

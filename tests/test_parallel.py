@@ -75,3 +75,19 @@ def test_one_thread_and_nested_calls_run_inline(two_threads):
     assert nested == [[(0, 50)], [(0, 50)]]               # a worker's own split runs as one part
     torch.set_num_threads(1)
     assert parallel.split_run(100, lambda lo, hi: (lo, hi)) == [(0, 100)]
+
+
+@pytest.mark.parametrize("user,torch_first,expected", [(None, False, "PASSIVE"), ("ACTIVE", False, "ACTIVE"),
+                                                        (None, True, None)])
+def test_openmp_wait_policy_is_passive_unless_chosen_or_too_late(user, torch_first, expected):
+    """mmkgbench sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP; a user's choice wins, and
+    after torch is imported it is left alone (OpenMP has read it already)."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user:
+        env["OMP_WAIT_POLICY"] = user
+    code = ("import torch; " if torch_first else "") + "import mmkgbench, os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(expected)
