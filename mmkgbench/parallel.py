@@ -34,8 +34,16 @@ _lock = threading.Lock()
 _worker = threading.local()
 
 
+def _one_thread() -> None:
+    """torch at one intra-op thread in this OS thread (OpenMP and MKL keep that per thread). torch
+    initialises a thread's count lazily, from the process-wide value, at its first query: query
+    first, or that late initialisation would undo the setting."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 def _init_worker() -> None:
-    torch.set_num_threads(1)          # this OS thread's OpenMP and MKL threads only (torch sets them per thread)
+    _one_thread()
     _worker.active = True
 
 
@@ -65,6 +73,7 @@ def split_run(n: int, fn, *, align: int = 1, device: torch.device | str = "cpu")
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
     def task(bounds):
+        _one_thread()                     # a run's torch.set_num_threads in the caller must not leak in
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return fn(*bounds)
 
