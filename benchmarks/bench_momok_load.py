@@ -55,7 +55,6 @@ def queries(seed: int = 0):
     rng = np.random.default_rng(seed)
     keys = known.keys.numpy()[rng.choice(len(known.keys), size=B, replace=False)]
     e, r = torch.from_numpy(keys // (2 * R)), torch.from_numpy(keys % (2 * R))
-    rows, cols = known.lookup(e, r)
     return e, r, known
 
 

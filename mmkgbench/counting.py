@@ -45,7 +45,6 @@ EXACT_SUM = 2 ** 24
 # What compiling the fused kernel is assumed to cost before it has been measured in this process:
 # between the 2.4 s (warm cache) and 16 s (cold) measured on 2 CPU cores.
 COMPILE_SECONDS = 5.0
-KERNELS = ("compare", "sign", "compiled")
 # Scores per column slice of the "sign" kernel on the CPU: 8 MB of float32, a cache-sized share.
 CACHE_ENTRIES = 2 ** 21
 
