@@ -58,7 +58,7 @@ def queries(seed: int = 0):
     return e, r, known
 
 
-def ours_steps(steps: int, threads: int):
+def ours_steps(threads: int):
     import mmkgbench  # noqa: F401  (before torch, as run_bench.py imports it: OpenMP's wait policy)
     import torch
 
@@ -90,7 +90,7 @@ def ours_steps(steps: int, threads: int):
     return step
 
 
-def reference_steps(steps: int, threads: int, reference: Path):
+def reference_steps(threads: int, reference: Path):
     import torch
 
     from benchmarks.check_momok_reference import import_reference
@@ -132,9 +132,7 @@ def reference_steps(steps: int, threads: int, reference: Path):
 
 
 def child(args) -> None:
-    build = ours_steps if args.side == "ours" else \
-        (lambda s, t: reference_steps(s, t, args.reference))
-    step = build(args.steps, args.threads)
+    step = ours_steps(args.threads) if args.side == "ours" else reference_steps(args.threads, args.reference)
     step()                                    # warm-up
     if args.forever:
         while True:

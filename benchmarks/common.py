@@ -9,6 +9,7 @@ import mmkgbench  # noqa: F401  (first: it sets OpenMP's passive wait policy bef
 import numpy as np
 import torch
 
+from mmkgbench.counting import sync  # noqa: F401  (re-exported for the benchmark scripts)
 from mmkgbench.data import MMKG
 from mmkgbench.loaders import load_momok
 
@@ -43,8 +44,3 @@ def machine() -> str:
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
             f"{gpu}, Python {platform.python_version()}")
-
-
-def sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
